@@ -1,0 +1,253 @@
+"""Multiresolution hash grid with Lagrange multi-sampling: the functional core.
+
+A grid has ``L`` levels; level ``l`` has ``N_l + 1`` vertices per axis over the image. Coarse
+levels whose ``(N_l + 1)**2`` vertices fit in the table are *dense*; finer ones are *hashed* with
+the Instant-NGP hash. Features at a real coordinate are read with Lagrange interpolation of
+order ``n`` over the ``2n x 2n`` surrounding vertices (``n = 1`` is bilinear).
+
+Coordinates: pixel ``(row i, col j)`` has its centre at ``(x, y) = (j, i)``. With ``S = max(H, W)``
+the point ``x`` lies at grid coordinate ``(x + 0.5) * N_l / S`` on level ``l``. Vertices outside
+``0 .. N_l`` are clamped to the border (edge replication).
+
+Tables are tensors ``(B, L, T, F)``; dense levels use the first ``(N_l + 1)**2`` entries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+
+HASH_PRIME_Y = 2654435761
+UINT32_MASK = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class HashGridConfig:
+    """Shape of a multiresolution hash grid (DESIGN.md section 2)."""
+
+    levels: int = 12
+    """Number of resolution levels L."""
+    features: int = 2
+    """Features per level F (the decoder sees L * F)."""
+    log2_table_size: int = 12
+    """Table entries per level T = 2**log2_table_size."""
+    base_resolution: int = 16
+    """Cells per axis on the coarsest level N_min."""
+    finest_resolution: int = 256
+    """Cells per axis on the finest level N_max (one per pixel for a 256-px image)."""
+    order: int = 2
+    """Lagrange order n: (2n)**2 taps per level; 1 is bilinear."""
+
+    def __post_init__(self) -> None:
+        if self.order not in (1, 2, 3):
+            raise ValueError(f"order must be 1, 2 or 3, got {self.order}")
+        if self.levels < 1 or self.features < 1:
+            raise ValueError("levels and features must be positive")
+        if not 1 <= self.base_resolution <= self.finest_resolution:
+            raise ValueError("need 1 <= base_resolution <= finest_resolution, got "
+                             f"{self.base_resolution}, {self.finest_resolution}")
+
+    @property
+    def table_size(self) -> int:
+        """Entries per level table, T."""
+        return 2 ** self.log2_table_size
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the concatenated feature vector, L * F."""
+        return self.levels * self.features
+
+    def resolutions(self) -> list[int]:
+        """``N_l = floor(N_min * b**l)`` with ``b = (N_max / N_min) ** (1 / (L - 1))``."""
+        if self.levels == 1:
+            return [self.base_resolution]
+        growth = math.log(self.finest_resolution / self.base_resolution) / (self.levels - 1)
+        return [int(math.floor(self.base_resolution * math.exp(growth * level) + 1e-6))
+                for level in range(self.levels)]
+
+    def is_dense(self, level: int) -> bool:
+        """True when level ``level`` stores every vertex without hashing."""
+        return (self.resolutions()[level] + 1) ** 2 <= self.table_size
+
+    def for_image(self, height: int, width: int) -> "HashGridConfig":
+        """This config with the finest resolution scaled to the image (``max(H, W)`` cells)."""
+        finest = max(int(height), int(width), self.base_resolution)
+        return dataclasses.replace(self, finest_resolution=finest)
+
+    def with_order(self, order: int) -> "HashGridConfig":
+        """This config with another Lagrange order."""
+        return dataclasses.replace(self, order=order)
+
+
+def hash_index(ix: torch.Tensor, iy: torch.Tensor, table_size: int) -> torch.Tensor:
+    """Instant-NGP spatial hash ``(ix * 1 XOR iy * 2654435761) mod T`` in uint32 arithmetic.
+
+    ix, iy: integer tensors of any (equal) shape. Returns int64 indices in ``[0, T)``.
+    """
+    hx = ix.long() & UINT32_MASK
+    hy = (iy.long() * HASH_PRIME_Y) & UINT32_MASK
+    return torch.bitwise_xor(hx, hy) % table_size
+
+
+def vertex_table_index(config: HashGridConfig, level: int, ix: torch.Tensor,
+                       iy: torch.Tensor) -> torch.Tensor:
+    """Table entry of vertices ``(ix, iy)`` (clamped to ``0 .. N_l``) on ``level``."""
+    n = config.resolutions()[level]
+    ix, iy = ix.clamp(0, n), iy.clamp(0, n)
+    if config.is_dense(level):
+        return iy * (n + 1) + ix
+    return hash_index(ix, iy, config.table_size)
+
+
+def lagrange_weights(t: torch.Tensor, order: int) -> torch.Tensor:
+    """1-D Lagrange weights for nodes at offsets ``-(n-1) .. n`` from ``floor(p)``.
+
+    t: (...) fractional part ``p - floor(p)`` in [0, 1). Returns (..., 2n) weights
+    ``w_j(t) = prod_{m != j} (t - m) / (j - m)``; they sum to one.
+    """
+    nodes = range(1 - order, order + 1)
+    columns = []
+    for j in nodes:
+        w = torch.ones_like(t)
+        for m in nodes:
+            if m != j:
+                w = w * (t - m) / (j - m)
+        columns.append(w)
+    return torch.stack(columns, dim=-1)
+
+
+def tap_offsets(order: int, device: torch.device | None = None) -> torch.Tensor:
+    """Integer node offsets ``-(n-1) .. n`` as an int64 tensor of length 2n."""
+    return torch.arange(1 - order, order + 1, device=device)
+
+
+def _axis_taps(coord: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Node indices (int64) and Lagrange weights, each (..., 2n), for grid coordinates."""
+    base = torch.floor(coord.detach())
+    weights = lagrange_weights(coord - base, order)
+    nodes = base.long().unsqueeze(-1) + tap_offsets(order, coord.device)
+    return nodes, weights
+
+
+def grid_coordinates(points: torch.Tensor, resolutions: torch.Tensor, extent: int) -> torch.Tensor:
+    """Pixel coordinates (..., 2) -> per-level grid coordinates (..., L, 2)."""
+    scale = resolutions.to(points.dtype) / extent
+    return (points.unsqueeze(-2) + 0.5) * scale.unsqueeze(-1)
+
+
+def _level_index_tables(config: HashGridConfig, device: torch.device) -> dict[str, torch.Tensor]:
+    """Per-level constants as tensors: resolutions, dense flags, table offsets."""
+    resolutions = torch.tensor(config.resolutions(), device=device)
+    dense = torch.tensor([config.is_dense(l) for l in range(config.levels)], device=device)
+    offsets = torch.arange(config.levels, device=device) * config.table_size
+    return {"resolutions": resolutions, "dense": dense, "offsets": offsets}
+
+
+def _flat_table_index(ix: torch.Tensor, iy: torch.Tensor, consts: dict[str, torch.Tensor],
+                      table_size: int) -> torch.Tensor:
+    """Index into the flattened ``(L * T)`` tables for vertex indices shaped (..., L, a, b)."""
+    n = consts["resolutions"].view(-1, 1, 1)
+    ix = torch.minimum(ix.clamp(min=0), n)
+    iy = torch.minimum(iy.clamp(min=0), n)
+    dense_index = iy * (n + 1) + ix
+    hashed_index = hash_index(ix, iy, table_size)
+    index = torch.where(consts["dense"].view(-1, 1, 1), dense_index, hashed_index)
+    return index + consts["offsets"].view(-1, 1, 1)
+
+
+def sample_points(tables: torch.Tensor, points: torch.Tensor, config: HashGridConfig,
+                  image_size: tuple[int, int], levels: int | None = None) -> torch.Tensor:
+    """Interpolated features at arbitrary points (the reference path).
+
+    tables: (B, L, T, F). points: (B, N, 2) float (x, y) pixel coordinates.
+    image_size: (H, W) of the encoded image. levels: keep only the coarsest k levels
+    (finer ones read as zero), for coarse-to-fine decoding.
+    Returns: features (B, N, L * F); differentiable w.r.t. tables and points.
+    """
+    batch, count = points.shape[:2]
+    num_levels, table_size, feats = tables.shape[1:]
+    consts = _level_index_tables(config, points.device)
+    coords = grid_coordinates(points, consts["resolutions"], max(image_size))  # (B, N, L, 2)
+    nodes_x, wx = _axis_taps(coords[..., 0], config.order)  # (B, N, L, 2n)
+    nodes_y, wy = _axis_taps(coords[..., 1], config.order)
+    index = _flat_table_index(nodes_x.unsqueeze(-2), nodes_y.unsqueeze(-1), consts, table_size)
+    flat = tables.reshape(batch, num_levels * table_size, feats)
+    gathered = torch.gather(flat, 1, index.reshape(batch, -1, 1).expand(-1, -1, feats))
+    taps = config.order * 2
+    gathered = gathered.view(batch, count, num_levels, taps * taps, feats)
+    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(batch, count, num_levels, -1, 1)
+    features = (gathered * weights).sum(dim=3)  # (B, N, L, F)
+    features = truncate_levels(features, levels, level_dim=2)
+    return features.reshape(batch, count, num_levels * feats)
+
+
+def truncate_levels(features: torch.Tensor, levels: int | None, level_dim: int) -> torch.Tensor:
+    """Zero every level from ``levels`` on along ``level_dim`` (None keeps all)."""
+    if levels is None or levels >= features.shape[level_dim]:
+        return features
+    keep = torch.arange(features.shape[level_dim], device=features.device) < levels
+    shape = [1] * features.dim()
+    shape[level_dim] = -1
+    return features * keep.view(shape).to(features.dtype)
+
+
+def vertex_grid(tables: torch.Tensor, config: HashGridConfig, level: int) -> torch.Tensor:
+    """The level's (virtual) vertex grid: tables (B, L, T, F) -> (B, F, N_l + 1, N_l + 1)."""
+    n = config.resolutions()[level]
+    idx = torch.arange(n + 1, device=tables.device)
+    index = vertex_table_index(config, level, idx.view(1, -1), idx.view(-1, 1))  # (n+1, n+1)
+    grid = tables[:, level, index.reshape(-1), :]  # (B, (n+1)^2, F)
+    return grid.transpose(1, 2).reshape(tables.shape[0], -1, n + 1, n + 1)
+
+
+def axis_weight_matrix(count: int, resolution: int, extent: int, order: int,
+                       offset: torch.Tensor | float = 0.0, dtype=torch.float32,
+                       device=None) -> torch.Tensor:
+    """Interpolation matrix (count, N_l + 1) for pixel centres ``0 .. count-1`` shifted by offset.
+
+    Rows hold the Lagrange weights of one pixel over the clamped vertex indices; summed
+    duplicates implement the border clamp. Differentiable w.r.t. ``offset`` (a scalar tensor).
+    """
+    pixels = torch.arange(count, dtype=dtype, device=device) + offset
+    coord = (pixels + 0.5) * (resolution / extent)
+    nodes, weights = _axis_taps(coord, order)
+    matrix = torch.zeros(count, resolution + 1, dtype=weights.dtype, device=device)
+    return matrix.scatter_add(1, nodes.clamp(0, resolution), weights)
+
+
+def sample_grid(tables: torch.Tensor, config: HashGridConfig, image_size: tuple[int, int],
+                offset: torch.Tensor | None = None, levels: int | None = None) -> torch.Tensor:
+    """Features on the whole regular pixel grid (optionally shifted), the fast full-frame path.
+
+    On a regular grid the Lagrange weights are separable, so level l is
+    ``W_y @ G_l @ W_x^T`` with ``G_l`` its vertex grid, gathered once.
+    tables: (B, L, T, F). image_size: (H, W). offset: optional (2,) (dx, dy) common to all
+    pixels (differentiable). levels: keep only the coarsest k levels.
+    Returns: features (B, L * F, H, W), equal to ``sample_points`` at the pixel centres + offset.
+    """
+    height, width = image_size
+    extent = max(height, width)
+    dx, dy = (0.0, 0.0) if offset is None else (offset[0], offset[1])
+    kept = config.levels if levels is None else min(levels, config.levels)
+    out = []
+    for level, n in enumerate(config.resolutions()):
+        if level >= kept:
+            out.append(tables.new_zeros(tables.shape[0], config.features, height, width))
+            continue
+        grid = vertex_grid(tables, config, level)
+        wy = axis_weight_matrix(height, n, extent, config.order, dy, tables.dtype, tables.device)
+        wx = axis_weight_matrix(width, n, extent, config.order, dx, tables.dtype, tables.device)
+        out.append(wy @ grid @ wx.T)
+    return torch.cat(out, dim=1)
+
+
+def init_tables(config: HashGridConfig, batch: int = 1, scale: float = 1e-4,
+                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Fresh tables (B, L, T, F), uniform in [-scale, scale] as in Instant-NGP."""
+    shape = (batch, config.levels, config.table_size, config.features)
+    tables = torch.rand(shape, generator=generator, device=device) * 2 - 1
+    return tables * scale
+
