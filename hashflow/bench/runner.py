@@ -79,26 +79,20 @@ BENCH_PRESETS: dict[str, BenchConfig] = {
 
 
 def load_translated_pairs(config: BenchConfig) -> tuple[list, str]:
-    """The translated pairs of ``config`` (cached in the output folder) and their source label."""
-    from hashflow.datasets import pairstore, sources
-    images, label = _source_images(config, sources)
-    pairs = pairstore.get_or_make_pairs(
-        Path(config.out) / _pairs_file_name(config), images=images, n_pairs=config.n_pairs,
-        size=config.size, radius=config.radius, n_points=config.n_points,
-        margin=config.margin, seed=config.seed)
-    return list(pairs), label
+    """The translated pairs of ``config`` and a label of their source images."""
+    from hashflow.datasets import sources, translated
+    images = sources.list_sources(config.coco_dir)
+    pairs = translated.make_translated_set(
+        images, config.n_pairs, seed=config.seed, size=config.size, radius=config.radius,
+        n_points=config.n_points, margin=config.margin)
+    return pairs, _source_label(images)
 
 
-def _source_images(config: BenchConfig, sources):
-    if config.coco_dir:
-        return sources.load_images(config.coco_dir), str(config.coco_dir)
-    return sources.default_images()
-
-
-def _pairs_file_name(config: BenchConfig) -> str:
-    tag = f"{config.n_pairs}x{config.size}-r{config.radius:g}-p{config.n_points}" \
-          f"-m{config.margin}-s{config.seed}"
-    return f"pairs-{tag}.h5"
+def _source_label(images) -> str:
+    first = images[0]
+    if first.path is None:
+        return f"scikit-image photographs ({len(images)})"
+    return f"{first.path.parent} ({len(images)} images)"
 
 
 def pair_key(pair) -> str:
