@@ -138,3 +138,16 @@ def test_select_methods_filters_hashflow_only():
     names = [s.name for s in bench_methods.select_methods(None, ["image"], [2])]
     assert "hashflow-image-o2" in names and "hashflow-patch-o2" not in names
     assert "dis-medium" in names and "pyrlk" in names
+
+
+def test_real_sets_are_scored_densely(tmp_path):
+    from hashflow.datasets.realflow import find_real_sets
+    if not find_real_sets():
+        pytest.skip("no real-flow sets in the data folder (HASHFLOW_DATA)")
+    results = _run(tmp_path, "--methods", "phasecorr,pyrlk", "--real", "--example-pair", "-1")
+    assert results["real"], "expected at least one real set"
+    for methods in results["real"].values():
+        assert "pyrlk" not in methods  # point-only: no dense EPE
+        pooled = methods["phasecorr"]["pooled"]
+        assert pooled["count"] > 0 and 0 <= pooled["fl_all"] <= 1
+    assert "dense EPE over valid pixels" in (tmp_path / "results.md").read_text()

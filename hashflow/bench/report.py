@@ -146,7 +146,7 @@ def render_markdown(results: dict) -> str:
     lines = ["# hashflow EPE benchmark", "",
              f"{results['n_pairs']} translated pairs, {config['size']}x{config['size']} px, "
              f"translation radius {config['radius']} px, {config['n_points']} points per pair "
-             f"at least {config['margin']} px from the border, seed {config['seed']}, "
+             f"at least {config['margin']:g} px from the border, seed {config['seed']}, "
              f"sources: {results['source']}. Device: {results['device']}.", "",
              POOLING_NOTE, f"Peak MB: {'; '.join(results['memory_notes'])}.", ""]
     lines += _points_table(results)

@@ -43,7 +43,7 @@ class BenchConfig:
     """Largest translation length in pixels."""
     n_points: int = 256
     """Evaluation points per pair."""
-    margin: int = 50
+    margin: float = 50.0
     """Smallest distance of a point from the border in pixels."""
     methods: tuple[str, ...] | None = None
     """Method names to run; None runs every known method."""
@@ -79,13 +79,21 @@ BENCH_PRESETS: dict[str, BenchConfig] = {
 
 
 def load_translated_pairs(config: BenchConfig) -> tuple[list, str]:
-    """The translated pairs of ``config`` and a label of their source images."""
-    from hashflow.datasets import sources, translated
+    """The translated pairs of ``config`` (cached as HDF5 in the output folder) and a label
+    of their source images."""
+    from hashflow.datasets import pairstore, sources
     images = sources.list_sources(config.coco_dir)
-    pairs = translated.make_translated_set(
-        images, config.n_pairs, seed=config.seed, size=config.size, radius=config.radius,
-        n_points=config.n_points, margin=config.margin)
-    return pairs, _source_label(images)
+    store = pairstore.get_or_make_pairs(
+        Path(config.out) / _pairs_file_name(config), n_pairs=config.n_pairs, seed=config.seed,
+        sources=images, size=config.size, radius=config.radius, n_points=config.n_points,
+        margin=config.margin)
+    return [store.pair(i) for i in range(len(store))], _source_label(images)
+
+
+def _pairs_file_name(config: BenchConfig) -> str:
+    tag = f"{config.n_pairs}x{config.size}-r{config.radius:g}-p{config.n_points}" \
+          f"-m{config.margin:g}-s{config.seed}"
+    return f"pairs-{tag}.h5"
 
 
 def _source_label(images) -> str:
@@ -105,11 +113,10 @@ def pair_key(pair) -> str:
 
 
 def load_real_samples() -> Iterator[tuple[str, object]]:
-    """(set name, FlowSample) for every real-flow set in the data folder."""
+    """(``real/<set name>``, FlowSample) for every real-flow set in the data folder."""
     from hashflow.datasets import realflow
-    for flow_set in realflow.find_real_sets():
-        name = getattr(flow_set, "name", type(flow_set).__name__)
-        for sample in flow_set:
+    for name, flow_set in realflow.find_real_sets().items():
+        for sample in flow_set.samples():
             yield f"real/{name}", sample
 
 
@@ -342,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--size", type=int, help="crop side in px (default 256)")
     add("--radius", type=float, help="largest translation in px (default 50)")
     add("--points", type=int, dest="n_points", help="points per pair (default 256)")
-    add("--margin", type=int, help="point distance from the border in px (default 50)")
+    add("--margin", type=float, help="point distance from the border in px (default 50)")
     add("--methods", type=_comma_list, help="comma list, e.g. hashflow-patch-o2,dis-medium,"
         "phasecorr (default: all); --list-methods shows them")
     add("--modes", type=_comma_list, help="hashflow modes to keep: pixel,patch,image")
