@@ -147,7 +147,8 @@ def render_markdown(results: dict) -> str:
              f"{results['n_pairs']} translated pairs, {config['size']}x{config['size']} px, "
              f"translation radius {config['radius']} px, {config['n_points']} points per pair "
              f"at least {config['margin']:g} px from the border, seed {config['seed']}, "
-             f"sources: {results['source']}. Device: {results['device']}.", "",
+             f"sources: {results['source']}. hashflow device: {results['device']}; OpenCV "
+             "baselines on the CPU.", "",
              POOLING_NOTE, f"Peak MB: {'; '.join(results['memory_notes'])}.", ""]
     lines += _points_table(results)
     lines += _real_tables(results)

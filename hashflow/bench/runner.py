@@ -167,7 +167,8 @@ class RecordStore:
 
 def _base_record(set_name, index, key, source, spec, config) -> dict:
     return {"set": set_name, "pair": index, "pair_key": key, "source": source,
-            "method": spec.name, "device": bench_methods.default_device_label(config.device)}
+            "method": spec.name, "device": "cpu" if spec.family == "baseline"
+            else bench_methods.default_device_label(config.device)}
 
 
 def run_point_pair(spec, pair, index: int, key: str, config: BenchConfig) -> dict:
@@ -317,7 +318,7 @@ def _write_example(path: Path, pair, specs, store, key, config) -> None:
     gt_flow = np.broadcast_to(np.asarray(pair.flow, np.float32), (height, width, 2))
     flows = {spec.name: _figure_flow(spec, pair, store, key, config) for spec in specs}
     flows = {name: flow for name, flow in flows.items() if flow is not None}
-    max_radius = max(float(np.linalg.norm(pair.flow)), 1.0)
+    max_radius = max(1.5 * float(np.linalg.norm(pair.flow)), 1.0)  # errors up to 1.5 |gt| show
     report.plot_example(path, pair.img1, pair.img2, gt_flow, flows,
                         np.asarray(pair.points), max_radius)
 
