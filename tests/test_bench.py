@@ -127,7 +127,8 @@ def test_cli_options_and_presets():
 
 
 @pytest.mark.parametrize("argv", [["--methods", "raft"], ["--modes", "global"],
-                                  ["--orders", "3"], ["--pairs", "0"]])
+                                  ["--orders", "3"], ["--pairs", "0"],
+                                  ["--methods", "hashflow-image-o2", "--orders", "1"]])
 def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit):
         runner.main(argv)

@@ -256,11 +256,7 @@ def _run_real(store, specs, config) -> tuple[set[str], int]:
 def run_benchmark(config: BenchConfig) -> dict:
     """Run (or resume) the benchmark and write every output; returns the results dict."""
     out = Path(config.out)
-    specs = bench_methods.select_methods(
-        list(config.methods) if config.methods else None,
-        list(config.modes) if config.modes else None,
-        list(config.orders) if config.orders else None)
-    runnable, skipped = split_available(specs)
+    runnable, skipped = split_available(_selected_specs(config))
     pairs, source = load_translated_pairs(config)
     keys = [pair_key(pair) for pair in pairs]
     store = RecordStore(out / RECORDS_FILE, fresh=config.fresh)
@@ -383,7 +379,13 @@ def _validate(config: BenchConfig) -> None:
             raise ValueError(f"{name}: expected a positive integer, got {getattr(config, name)}")
     if config.radius < 0 or config.margin < 0:
         raise ValueError("radius and margin: expected non-negative values")
-    bench_methods.select_methods(
+    if not _selected_specs(config):
+        raise ValueError("methods: expected at least one method after the --methods, --modes "
+                         "and --orders filters")
+
+
+def _selected_specs(config: BenchConfig) -> list:
+    return bench_methods.select_methods(
         list(config.methods) if config.methods else None,
         list(config.modes) if config.modes else None,
         list(config.orders) if config.orders else None)
