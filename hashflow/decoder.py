@@ -23,6 +23,19 @@ class Decoder(nn.Module):
         """features: (B, in_features, H, W) -> colour (B, 3, H, W)."""
         return self(features.movedim(1, -1)).movedim(-1, 1)
 
+    def forward_with_jacobian(self, features: torch.Tensor, d_features: torch.Tensor):
+        """Colour and its derivative w.r.t. (x, y), by forward-mode through the MLP.
+
+        features: (..., in_features); d_features: (..., 2, in_features) (d/dx, d/dy).
+        Returns colour (..., 3) and jacobian (..., 3, 2).
+        """
+        first, _, last = self.layers
+        hidden = first(features)
+        active = (hidden > 0).to(hidden.dtype).unsqueeze(-2)
+        d_hidden = (d_features @ first.weight.T) * active  # (..., 2, hidden)
+        colour = last(torch.relu(hidden))
+        return colour, (d_hidden @ last.weight.T).transpose(-1, -2)
+
     def hparams(self) -> dict[str, int]:
         """Constructor arguments, for serialisation."""
         return {"in_features": self.in_features, "hidden": self.hidden,

@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as nnf
 
 HASH_PRIME_Y = 2654435761
 UINT32_MASK = 0xFFFFFFFF
@@ -119,6 +120,27 @@ def lagrange_weights(t: torch.Tensor, order: int) -> torch.Tensor:
     return torch.stack(columns, dim=-1)
 
 
+def lagrange_derivatives(t: torch.Tensor, order: int) -> torch.Tensor:
+    """d w_j / d t for :func:`lagrange_weights`: (...) -> (..., 2n).
+
+    ``w_j' = sum_{k != j} 1 / (j - k) * prod_{m != j, k} (t - m) / (j - m)``.
+    """
+    nodes = list(range(1 - order, order + 1))
+    columns = []
+    for j in nodes:
+        total = torch.zeros_like(t)
+        for k in nodes:
+            if k == j:
+                continue
+            term = torch.full_like(t, 1.0 / (j - k))
+            for m in nodes:
+                if m not in (j, k):
+                    term = term * (t - m) / (j - m)
+            total = total + term
+        columns.append(total)
+    return torch.stack(columns, dim=-1)
+
+
 def tap_offsets(order: int, device: torch.device | None = None) -> torch.Tensor:
     """Integer node offsets ``-(n-1) .. n`` as an int64 tensor of length 2n."""
     return torch.arange(1 - order, order + 1, device=device)
@@ -138,60 +160,101 @@ def grid_coordinates(points: torch.Tensor, resolutions: torch.Tensor, extent: in
     return (points.unsqueeze(-2) + 0.5) * scale.unsqueeze(-1)
 
 
-def _level_index_tables(config: HashGridConfig, device: torch.device) -> dict[str, torch.Tensor]:
-    """Per-level constants as tensors: resolutions, dense flags, table offsets."""
-    resolutions = torch.tensor(config.resolutions(), device=device)
-    dense = torch.tensor([config.is_dense(l) for l in range(config.levels)], device=device)
-    offsets = torch.arange(config.levels, device=device) * config.table_size
-    return {"resolutions": resolutions, "dense": dense, "offsets": offsets}
+def stacked_vertex_grids(tables: torch.Tensor, config: HashGridConfig,
+                         levels: int | None = None) -> tuple[torch.Tensor, list[int]]:
+    """Every level's (virtual) vertex grid, flattened row-major and stacked.
+
+    tables: (B, L, T, F) -> (B, sum_l (N_l + 1)**2, F) plus each level's start offset.
+    Hashing happens here once per vertex instead of once per tap; the gather keeps gradients.
+    """
+    kept = config.levels if levels is None else min(levels, config.levels)
+    flat = tables.reshape(tables.shape[0], -1, tables.shape[-1])
+    indices, offsets, start = [], [], 0
+    for level, n in enumerate(config.resolutions()[:kept]):
+        idx = torch.arange(n + 1, device=tables.device)
+        vertex = vertex_table_index(config, level, idx.view(1, -1), idx.view(-1, 1))
+        indices.append(vertex.reshape(-1) + level * config.table_size)
+        offsets.append(start)
+        start += (n + 1) ** 2
+    return flat[:, torch.cat(indices)], offsets
 
 
-def _flat_table_index(ix: torch.Tensor, iy: torch.Tensor, consts: dict[str, torch.Tensor],
-                      table_size: int) -> torch.Tensor:
-    """Index into the flattened ``(L * T)`` tables for vertex indices shaped (..., L, a, b)."""
-    n = consts["resolutions"].view(-1, 1, 1)
-    ix = torch.minimum(ix.clamp(min=0), n)
-    iy = torch.minimum(iy.clamp(min=0), n)
-    dense_index = iy * (n + 1) + ix
-    hashed_index = hash_index(ix, iy, table_size)
-    index = torch.where(consts["dense"].view(-1, 1, 1), dense_index, hashed_index)
-    return index + consts["offsets"].view(-1, 1, 1)
+def sample_vertex_grids(grids: torch.Tensor, offsets: list[int], points: torch.Tensor,
+                        config: HashGridConfig, image_size: tuple[int, int]) -> torch.Tensor:
+    """Lagrange-interpolated features from stacked vertex grids (see stacked_vertex_grids).
+
+    grids: (B, M, F). points: (B, N, 2) float (x, y). Returns (B, N, k * F) for the k levels
+    the grids hold; differentiable w.r.t. grids and points.
+    """
+    batch, count = points.shape[:2]
+    kept, feats, taps = len(offsets), grids.shape[-1], 2 * config.order
+    res = torch.tensor(config.resolutions()[:kept], device=points.device)
+    coords = grid_coordinates(points, res, max(image_size))
+    gathered, frac = _gather_taps(grids, offsets, coords, res, config.order)
+    wx, wy = (lagrange_weights(frac[..., a], config.order).reshape(-1, 1, taps) for a in (0, 1))
+    along_x = torch.bmm(wy, gathered).view(-1, taps, feats)
+    return torch.bmm(wx, along_x).view(batch, count, kept * feats)
+
+
+def _gather_taps(grids: torch.Tensor, offsets: list[int], coords: torch.Tensor,
+                 res: torch.Tensor, order: int):
+    """Gathered vertex values (B*N*k, 2n, 2n*F) and the integer-free tap parameters."""
+    taps = 2 * order
+    base = torch.floor(coords)
+    frac = coords - base
+    nodes = base.long().unsqueeze(-1) + tap_offsets(order, coords.device)  # (B, N, k, 2, 2n)
+    limit = res.view(-1, 1)
+    cols = torch.minimum(nodes[..., 0, :].clamp(min=0), limit)
+    rows = torch.minimum(nodes[..., 1, :].clamp(min=0), limit) * (limit + 1)
+    rows = rows + torch.tensor(offsets, device=coords.device).view(-1, 1)
+    index = (rows.unsqueeze(-1) + cols.unsqueeze(-2)).reshape(grids.shape[0], -1, 1)
+    gathered = torch.gather(grids, 1, index.expand(-1, -1, grids.shape[-1]))
+    return gathered.view(-1, taps, taps * grids.shape[-1]), frac
+
+
+def sample_with_jacobian(grids: torch.Tensor, offsets: list[int], points: torch.Tensor,
+                         config: HashGridConfig, image_size: tuple[int, int]):
+    """Features and their derivatives w.r.t. x and y at points, without autograd.
+
+    grids, offsets: from :func:`stacked_vertex_grids` (no grad needed). points: (B, N, 2).
+    Returns features (B, N, k * F) and d features / d (x, y) as (B, N, 2, k * F).
+    """
+    batch, count = points.shape[:2]
+    kept, feats, taps = len(offsets), grids.shape[-1], 2 * config.order
+    res = torch.tensor(config.resolutions()[:kept], device=points.device)
+    coords = grid_coordinates(points, res, max(image_size))  # (B, N, k, 2)
+    gathered, frac = _gather_taps(grids, offsets, coords, res, config.order)
+    wx, wy = (lagrange_weights(frac[..., a], config.order).reshape(-1, taps) for a in (0, 1))
+    dwx, dwy = (lagrange_derivatives(frac[..., a], config.order).reshape(-1, taps)
+                for a in (0, 1))
+    rows = torch.bmm(torch.stack([wy, dwy], 1), gathered).view(-1, 2, taps, feats)
+    value = torch.einsum("mx,mxf->mf", wx, rows[:, 0])
+    d_dx = torch.einsum("mx,mxf->mf", dwx, rows[:, 0])
+    d_dy = torch.einsum("mx,mxf->mf", wx, rows[:, 1])
+    scale = (res.to(points.dtype) / max(image_size)).repeat(batch * count).view(-1, 1)
+    grad = torch.stack([d_dx * scale, d_dy * scale], 1)  # (M, 2, F)
+    grad = grad.view(batch, count, kept, 2, feats).permute(0, 1, 3, 2, 4)
+    return value.view(batch, count, kept * feats), grad.reshape(batch, count, 2, kept * feats)
 
 
 def sample_points(tables: torch.Tensor, points: torch.Tensor, config: HashGridConfig,
                   image_size: tuple[int, int], levels: int | None = None) -> torch.Tensor:
-    """Interpolated features at arbitrary points (the reference path).
+    """Interpolated features at arbitrary points.
 
     tables: (B, L, T, F). points: (B, N, 2) float (x, y) pixel coordinates.
     image_size: (H, W) of the encoded image. levels: keep only the coarsest k levels
     (finer ones read as zero), for coarse-to-fine decoding.
     Returns: features (B, N, L * F); differentiable w.r.t. tables and points.
     """
-    batch, count = points.shape[:2]
-    num_levels, table_size, feats = tables.shape[1:]
-    consts = _level_index_tables(config, points.device)
-    coords = grid_coordinates(points, consts["resolutions"], max(image_size))  # (B, N, L, 2)
-    nodes_x, wx = _axis_taps(coords[..., 0], config.order)  # (B, N, L, 2n)
-    nodes_y, wy = _axis_taps(coords[..., 1], config.order)
-    index = _flat_table_index(nodes_x.unsqueeze(-2), nodes_y.unsqueeze(-1), consts, table_size)
-    flat = tables.reshape(batch, num_levels * table_size, feats)
-    gathered = torch.gather(flat, 1, index.reshape(batch, -1, 1).expand(-1, -1, feats))
-    taps = config.order * 2
-    gathered = gathered.view(batch, count, num_levels, taps * taps, feats)
-    weights = (wy.unsqueeze(-1) * wx.unsqueeze(-2)).reshape(batch, count, num_levels, -1, 1)
-    features = (gathered * weights).sum(dim=3)  # (B, N, L, F)
-    features = truncate_levels(features, levels, level_dim=2)
-    return features.reshape(batch, count, num_levels * feats)
+    grids, offsets = stacked_vertex_grids(tables, config, levels)
+    features = sample_vertex_grids(grids, offsets, points, config, image_size)
+    return pad_levels(features, config)
 
 
-def truncate_levels(features: torch.Tensor, levels: int | None, level_dim: int) -> torch.Tensor:
-    """Zero every level from ``levels`` on along ``level_dim`` (None keeps all)."""
-    if levels is None or levels >= features.shape[level_dim]:
-        return features
-    keep = torch.arange(features.shape[level_dim], device=features.device) < levels
-    shape = [1] * features.dim()
-    shape[level_dim] = -1
-    return features * keep.view(shape).to(features.dtype)
+def pad_levels(features: torch.Tensor, config: HashGridConfig) -> torch.Tensor:
+    """Zero-pad truncated features (..., k * F) to the decoder's (..., L * F)."""
+    missing = config.feature_dim - features.shape[-1]
+    return nnf.pad(features, (0, missing)) if missing > 0 else features
 
 
 def vertex_grid(tables: torch.Tensor, config: HashGridConfig, level: int) -> torch.Tensor:
