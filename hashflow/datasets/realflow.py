@@ -56,8 +56,7 @@ class RealFlowSet:
     name: str
     """Path relative to the search root, e.g. ``middlebury/RubberWhale`` or ``sintel/clean``."""
     kind: str
-    """Reader: ``middlebury``, ``chairs``, ``sintel-clean``, ``sintel-final``, ``kitti-occ``,
-    ``kitti-noc``."""
+    """Reader: middlebury, chairs, sintel-clean, sintel-final, kitti-occ or kitti-noc."""
     root: Path
     """Folder the reader starts from."""
 
