@@ -69,8 +69,8 @@ def test_unavailable_method_is_skipped_with_reason(first_run):
 
 def test_missing_hashflow_estimate_is_skipped(tmp_path, monkeypatch):
     def missing():
-        raise ImportError("cannot import name 'estimate' from 'hashflow'")
-    monkeypatch.setattr(bench_methods, "_hashflow_estimate", missing)
+        raise ImportError("cannot import name 'FlowEstimator' from 'hashflow'")
+    monkeypatch.setattr(bench_methods, "_flow_estimator_class", missing)
     results = _run(tmp_path, "--methods", "hashflow-patch-o2,phasecorr", "--example-pair", "-1")
     assert "ImportError" in results["skipped"]["hashflow-patch-o2"]
     assert list(results["methods"]) == ["phasecorr"]
@@ -152,3 +152,34 @@ def test_real_sets_are_scored_densely(tmp_path):
         pooled = methods["phasecorr"]["pooled"]
         assert pooled["count"] > 0 and 0 <= pooled["fl_all"] <= 1
     assert "dense EPE over valid pixels" in (tmp_path / "results.md").read_text()
+
+
+class _FakeEstimator:
+    """Stands in for hashflow.FlowEstimator: counts encodes, returns zero flow."""
+
+    encodes = 0
+
+    def __init__(self, order, encoder, device, config):
+        self.order = order
+
+    def encode(self, image):
+        type(self).encodes += 1
+
+    def estimate(self, img1, img2, mode, points=None):
+        shape = img1.shape[:2] + (2,) if points is None else (len(points), 2)
+        return np.zeros(shape, np.float32)
+
+
+def test_hashflow_modes_share_one_encoding_per_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench_methods, "_flow_estimator_class", lambda: _FakeEstimator)
+    _FakeEstimator.encodes = 0
+    results = _run(tmp_path, "--methods", "hashflow-image-o2,hashflow-patch-o2,hashflow-pixel-o1")
+    assert _FakeEstimator.encodes == 2 * 2 * 2  # 2 pairs x 2 frames x 2 orders, not x 3 methods
+    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and all(r["status"] == "ok" for r in records)
+    for record in records:
+        assert record["seconds"] == pytest.approx(record["seconds_encode"]
+                                                  + record["seconds_solve"])
+    entry = results["methods"]["hashflow-patch-o2"]
+    assert entry["pooled"]["epe_mean"] > 0  # zero flow against a non-zero translation
+    assert (tmp_path / "example.png").exists()
