@@ -50,7 +50,7 @@ class MiTConfig:
     layer_norm_eps: float = 1e-6
     """Epsilon of every LayerNorm."""
     drop_path_rate: float = 0.0
-    """Stochastic-depth rate of the last block; block rates grow linearly from 0 (SegFormer: 0.1)."""
+    """Stochastic-depth rate of the last block, linear from 0 at the first (SegFormer: 0.1)."""
 
     def __post_init__(self) -> None:
         per_stage = (self.hidden_sizes, self.depths, self.num_heads, self.sr_ratios,
@@ -61,7 +61,8 @@ class MiTConfig:
             if width % heads:
                 raise ValueError(f"MiTConfig: hidden size {width} not divisible by {heads} heads")
         if not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(f"MiTConfig: drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
+            raise ValueError(f"MiTConfig: drop_path_rate must be in [0, 1), "
+                             f"got {self.drop_path_rate}")
 
     @property
     def num_stages(self) -> int:
