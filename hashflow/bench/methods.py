@@ -283,7 +283,7 @@ def default_device_label(device: str | None) -> str:
         return "cpu"
 
 
-__all__ = ["MethodSpec", "HashflowOptions", "HashflowSession", "HASHFLOW_MODES", "HASHFLOW_ORDERS", "MEMORY_NOTES", "all_method_names",
-           "parse_method", "select_methods", "unavailable_reason", "sample_flow",
+__all__ = ["MethodSpec", "HashflowOptions", "HashflowSession", "HASHFLOW_MODES",
+           "HASHFLOW_ORDERS", "MEMORY_NOTES", "all_method_names", "parse_method", "select_methods", "unavailable_reason", "sample_flow",
            "predict_dense", "predict_at_points", "timed_call", "hashflow_method_name",
            "default_device_label"]

@@ -244,7 +244,8 @@ def plot_example(path: Path, img1: np.ndarray, img2: np.ndarray, gt_flow: np.nda
         ax.set_title(title, fontsize=9)
     for ax in axes.ravel():
         ax.axis("off")
-    fig.suptitle(f"flow colours saturate at {max_radius:.1f} px; point-only methods as dots")
+    fig.suptitle(f"flow colours saturate at {max_radius:.1f} px; "
+                 "methods without a dense map are drawn at the points")
     _save(fig, path)
 
 
