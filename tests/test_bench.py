@@ -124,6 +124,8 @@ def test_cli_options_and_presets():
     config = runner.config_from_args(runner.build_parser().parse_args(["--quick", "--pairs",
                                                                        "3"]))
     assert config.n_pairs == 3 and config.out == "results/bench" and not config.fresh
+    assert runner.config_from_args(runner.build_parser().parse_args(["--fresh"])).fresh
+    assert not runner.config_from_args(runner.build_parser().parse_args(["--resume"])).fresh
 
 
 @pytest.mark.parametrize("argv", [["--methods", "raft"], ["--modes", "global"],

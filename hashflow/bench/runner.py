@@ -383,7 +383,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--real", action="store_true", help="also dense EPE on the real-flow sets")
     add("--coco-dir", help="folder of source images (default: COCO val2017 in the data folder)")
     add("--seed", type=int, help="pair generator seed (default 0)")
-    add("--fresh", action="store_true", help="discard earlier records (default: resume)")
+    resume = parser.add_mutually_exclusive_group()
+    resume.add_argument("--resume", dest="fresh", action="store_false", default=None,
+                        help="skip (pair, method) entries already in records.jsonl (default)")
+    resume.add_argument("--fresh", dest="fresh", action="store_true", default=None,
+                        help="discard earlier records and start over")
     add("--no-progress", dest="progress", action="store_false", default=None,
         help="no progress bar")
     add("--example-pair", type=int, help="pair drawn in example.png (-1: none; default 0)")
