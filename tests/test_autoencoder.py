@@ -57,7 +57,8 @@ def test_dense_level_table_is_the_grid(head_outputs):
     for level in (0, 1):
         n = TINY_GRID.resolutions()[level]
         for iy, ix in [(0, 0), (0, n), (n, 0), (2, 3), (n, n)]:
-            torch.testing.assert_close(tables[:, level, iy * (n + 1) + ix], grids[level][:, :, iy, ix])
+            entry = iy * (n + 1) + ix
+            torch.testing.assert_close(tables[:, level, entry], grids[level][:, :, iy, ix])
         assert torch.all(tables[:, level, (n + 1) ** 2:] == 0)
 
 
