@@ -105,9 +105,10 @@ def test_export_weights_is_small_and_loads(image_dir, tmp_path):
 def test_cli_trains(image_dir, tmp_path):
     out = tmp_path / "cli.pt"
     argv = ["--images", str(image_dir), "--out", str(out), "--size", "64", "--steps", "1",
-            "--batch-size", "1", "--loss", "mse", "--no-progress"]
+            "--batch-size", "1", "--loss", "mse", "--threads", "1", "--no-progress"]
     assert main(argv) == 0
-    assert load(out)["train_config"]["loss"] == "mse"
+    settings = load(out)["train_config"]
+    assert settings["loss"] == "mse" and settings["threads"] == 1
 
 
 def test_crop_dataset_is_seeded_and_covers_every_file(image_dir):

@@ -20,7 +20,7 @@ SegFormer's fuse uses ReLU, and on CPU GELU's backward dominated the head's time
 Why per-level output layers rather than a shared MLP with a level embedding: a level embedding
 added before the nonlinearity is just a per-level bias; per-level layers (and a per-level colour
 weight) let each level learn its own role - coarse levels carry smooth colour, fine hashed levels
-detail - for about 2.3k parameters in all. Why the colour skip: the fused map is at stride 4,
+detail - for about 1.2k parameters in all. Why the colour skip: the fused map is at stride 4,
 coarser than the finest levels (about one vertex per pixel); the colour at the vertex gives
 those levels something to encode before fine-tuning.
 
