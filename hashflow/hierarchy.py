@@ -98,8 +98,7 @@ def global_stage(solver: PairSolver, generator: torch.Generator) -> tuple[torch.
                        solver.targets(samples, cfg.search_levels).repeat(len(candidates), 1),
                        candidates, cfg.search_levels, jacobian=False).loss
     starts = distinct_best(candidates, cost, cfg.starts, min_distance=2 * cfg.search_step)
-    refine_samples = random_pixels(solver, 4 * cfg.search_samples, generator)
-    disp, loss = solver.refine(refine_samples.repeat(len(starts)), starts, cfg.search_levels)
+    disp, loss = solver.refine(samples.repeat(len(starts)), starts, cfg.search_levels)
     best = int(loss.argmin())
     return disp[best], float(loss[best])
 

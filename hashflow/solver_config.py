@@ -52,7 +52,7 @@ class SolverConfig:
     """A tile takes its neighbours' median when that costs at most this much more (relative)."""
     image_samples: int = 16384
     """Pixels of img1 used by image mode's final refinement."""
-    chunk_size: int = 131072
+    chunk_size: int = 32768
     """Samples decoded at once: bounds memory on large images."""
 
     def replace(self, **changes) -> "SolverConfig":
