@@ -629,6 +629,8 @@ def run_reporting_errors(action: Callable[[], int], verbose: bool) -> int:
     """Run ``action``; user errors become one stderr line (the traceback with ``verbose``)."""
     try:
         return action()
+    except SystemExit as exit_:  # argparse and sys.exit inside bench / train
+        return exit_status(exit_)
     except KeyboardInterrupt:
         sys.stderr.write("hashflow: interrupted\n")
         return EXIT_INTERRUPTED
@@ -637,6 +639,14 @@ def run_reporting_errors(action: Callable[[], int], verbose: bool) -> int:
             raise
         sys.stderr.write(f"hashflow: error: {describe(err)}\n")
         return EXIT_ERROR
+
+
+def exit_status(exit_: SystemExit) -> int:
+    """The status a SystemExit stands for; a message code is printed as an error line."""
+    if exit_.code is None or isinstance(exit_.code, int):
+        return exit_.code or 0
+    sys.stderr.write(f"hashflow: error: {exit_.code}\n")
+    return EXIT_ERROR
 
 
 def describe(err: Exception) -> str:
@@ -655,7 +665,10 @@ def main(argv: list[str] | None = None) -> int:
         name, verbose, rest = forwarded
         return run_reporting_errors(lambda: forward(name, rest), verbose)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version and usage errors (already printed)
+        return exit_status(exit_)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
