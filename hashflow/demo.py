@@ -160,6 +160,12 @@ def estimate_methods(pair: DemoPair, estimator: FlowEstimator,
     return results
 
 
+def shared_error_scale(flows: dict[str, np.ndarray], gt: np.ndarray) -> float:
+    """One EPE colour-bar top (px) for all methods: the largest 99th percentile, at least 1."""
+    percentiles = [np.percentile(np.linalg.norm(flow - gt, axis=-1), 99) for flow in flows.values()]
+    return max(1.0, float(max(percentiles)))
+
+
 def write_pair_figures(out: Path, pair: DemoPair, flows: dict[str, np.ndarray]) -> dict:
     """Inputs, colour wheels (one scale), error maps (one scale), quiver and warp check.
 
@@ -170,8 +176,7 @@ def write_pair_figures(out: Path, pair: DemoPair, flows: dict[str, np.ndarray]) 
     radius = max(viz.largest_magnitude(pair.flow), 1.0)
     viz.flow_figure(pair.flow, out / files["ground truth"], max_radius=radius,
                     title=f"ground truth (rim {radius:.3g} px)")
-    top = max(1.0, max(float(np.percentile(np.hypot(*(f - pair.flow).transpose(2, 0, 1)), 99))
-                       for f in flows.values()))
+    top = shared_error_scale(flows, pair.flow)
     for method, flow in flows.items():
         files[f"{method} flow"] = f"{pair.name}_{method}_flow.png"
         files[f"{method} error"] = f"{pair.name}_{method}_error.png"
@@ -191,7 +196,8 @@ def evaluate_pair(out: Path, pair: DemoPair, estimator: FlowEstimator,
     """Run every method on the pair, write its figures; the pair's entry of demo.json."""
     runs = estimate_methods(pair, estimator, config.baseline)
     flows = {method: flow for method, (flow, _) in runs.items()}
-    methods = {method: _scores(flow, pair.flow, seconds) for method, (flow, seconds) in runs.items()}
+    methods = {method: _scores(flow, pair.flow, seconds)
+               for method, (flow, seconds) in runs.items()}
     return {"title": pair.title, "size": list(pair.img1.shape[:2]),
             "mean_gt_magnitude": float(np.hypot(*pair.flow.transpose(2, 0, 1)).mean()),
             "methods": methods, "figures": write_pair_figures(out, pair, flows)}
