@@ -424,7 +424,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         scores = ", ".join(f"{method} {score['epe']:.3f}" for method, score
                            in entry["methods"].items())
         print(f"{entry['title']}: EPE px {scores}")
-    print(f"report: {results['report']}")
+    print(f"report: {Path(results['report']).resolve()}")
     return 0
 
 
@@ -492,7 +492,7 @@ def add_estimate_parser(subparsers) -> None:
     parser.add_argument("--viz", nargs="?", const=True, default=None, metavar="COLOR.png",
                         help="also write the flow colour-coded on the Middlebury wheel; "
                              "pair: to COLOR.png (bare --viz: FLOW_color.png); --frames: "
-                             "color_NNNN.png in OUTDIR")
+                             "color_NNNN.png in OUTDIR (put a bare --viz after the images)")
     parser.add_argument("--max-radius", type=positive_float, default=None, metavar="PX",
                         help="flow magnitude shown at full colour saturation (default: each "
                              "field's largest; set it for a steady scale across frames)")

@@ -275,10 +275,15 @@ def _epe_table(results: dict) -> str:
     rows = []
     for entry in results["pairs"].values():
         cells = "".join(f"<td>{entry['methods'][m]['epe']:.3f} px<br><small>"
-                        f"{entry['methods'][m]['seconds']:.2f} s</small></td>" for m in methods)
+                        f"{_duration(entry['methods'][m]['seconds'])}</small></td>"
+                        for m in methods)
         rows.append(f"<tr><td>{html.escape(entry['title'])}<br><small>mean |gt| "
                     f"{entry['mean_gt_magnitude']:.2f} px</small></td>{cells}</tr>")
     return f"<table><tr><th>pair</th>{head}</tr>{''.join(rows)}</table>"
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.0f} ms"
 
 
 _HTML_HEAD = """<!DOCTYPE html>

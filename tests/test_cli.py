@@ -201,7 +201,7 @@ def test_demo_command(capsys, tmp_path):
                          "--no-encoding-figure", *TINY)
     assert status == 0
     assert (tmp_path / "demo" / "report.html").is_file()
-    assert out.strip().splitlines()[-1] == f"report: {tmp_path / 'demo' / 'report.html'}"
+    assert out.strip().splitlines()[-1] == f"report: {(tmp_path / 'demo' / 'report.html').resolve()}"
 
 
 def test_solver_option_types():
