@@ -27,7 +27,7 @@ from hashflow.datasets.translated import TranslatedPair, TranslationConfig, make
 SCHEMA_VERSION = 1
 FORMAT_NAME = "hashflow-pairs"
 # Bump when make_translated_pair changes what a seed produces, so that caches are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 _DATASETS = ("img1", "img2", "flow", "points", "source", "seed")
 
 
