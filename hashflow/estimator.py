@@ -22,10 +22,15 @@ POINTS_PER_CHUNK = 8192
 
 
 def solve_pair(enc1: HashEncoding, enc2: HashEncoding, mode: str, points: torch.Tensor | None,
-               config: SolverConfig, seed: int = 0) -> torch.Tensor:
-    """Flow between two encodings: (N, 2) at points (N, 2), or dense (H, W, 2) when None."""
+               config: SolverConfig, seed: int = 0,
+               image1: torch.Tensor | None = None) -> torch.Tensor:
+    """Flow between two encodings: (N, 2) at points (N, 2), or dense (H, W, 2) when None.
+
+    image1: img1's pixels (3, H, W), the target of the final full-resolution comparisons
+    (None compares with img1's decoding throughout).
+    """
     solver = PairSolver(PreparedFrame.from_encoding(enc1), PreparedFrame.from_encoding(enc2),
-                        config)
+                        config, image1)
     generator = torch.Generator().manual_seed(seed)
     height, width = enc1.image_size
     with torch.no_grad():
@@ -128,7 +133,7 @@ class FlowEstimator:
     def _estimate_one(self, img1: torch.Tensor, img2: torch.Tensor, mode: str, points):
         enc1, enc2 = self.encode(img1), self.encode(img2)
         pts = None if points is None else points.to(self.device)
-        return solve_pair(enc1, enc2, mode, pts, self.config, self.seed)
+        return solve_pair(enc1, enc2, mode, pts, self.config, self.seed, img1.to(self.device))
 
     def _estimate_batch(self, img1: torch.Tensor, img2: torch.Tensor, mode: str, points):
         if not isinstance(img2, torch.Tensor) or img2.shape != img1.shape:

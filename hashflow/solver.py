@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as nnf
 
 from hashflow.encoding import HashEncoding
 from hashflow.grid import pad_levels, sample_vertex_grids, sample_with_jacobian, stacked_vertex_grids
@@ -95,8 +96,10 @@ class GroupCost:
 class PairSolver:
     """Solves displacement groups between two prepared frames."""
 
-    def __init__(self, frame1: PreparedFrame, frame2: PreparedFrame, config: SolverConfig):
+    def __init__(self, frame1: PreparedFrame, frame2: PreparedFrame, config: SolverConfig,
+                 image1: torch.Tensor | None = None):
         self.frame1, self.frame2, self.config = frame1, frame2, config
+        self.image1 = image1
         self.height, self.width = frame1.encoding.image_size
         self.levels = frame1.encoding.config.levels
         self.device = frame1.grids.device
@@ -107,7 +110,13 @@ class PairSolver:
         return steps if steps and steps[-1] == self.levels else steps + [self.levels]
 
     def targets(self, samples: Samples, levels: int) -> torch.Tensor:
-        """img1 decoded at the sample positions with ``levels`` levels: (S, 3)."""
+        """img1 at the sample positions as seen with ``levels`` levels: (S, 3).
+
+        Coarse levels compare like with like (img1's own decoding, equally blurred); with all
+        levels and img1's pixels at hand, the pixels themselves (bicubic between centres).
+        """
+        if levels >= self.levels and self.image1 is not None:
+            return sample_image(self.image1, samples.positions)
         return torch.cat([self.frame1.colours(chunk, levels) for chunk in
                           samples.positions.split(self.config.chunk_size)])
 
@@ -205,6 +214,16 @@ class Prior:
         hessian = cost.hessian + 2 * self.weight * count.view(-1, 1, 1) * eye
         gradient = cost.gradient + 2 * self.weight * count.view(-1, 1) * delta
         return GroupCost(loss, hessian, gradient)
+
+
+def sample_image(image: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """Bicubic samples (N, 3) of image (3, H, W) at points (N, 2) (x, y), border-clamped."""
+    height, width = image.shape[-2:]
+    scale = torch.tensor([2.0 / max(width - 1, 1), 2.0 / max(height - 1, 1)], device=points.device)
+    grid = (points * scale - 1).view(1, 1, -1, 2)
+    sampled = nnf.grid_sample(image[None], grid, mode="bicubic", padding_mode="border",
+                              align_corners=True)
+    return sampled[0, :, 0].T
 
 
 def damped_step(hessian, gradient, damping, max_step: float) -> torch.Tensor:

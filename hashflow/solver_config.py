@@ -40,7 +40,7 @@ class SolverConfig:
     """Patch mode: the (2r+1)**2 pixels around a point share its displacement."""
     local_start_level: int = 12
     """Level count at which the final pixel/patch refinement starts."""
-    robust_eps: float = 0.01
+    robust_eps: float = 0.05
     """Charbonnier epsilon of the photometric loss sqrt(r**2 + eps**2)."""
     max_step: float = 4.0
     """Largest displacement change (px) of one solver step."""

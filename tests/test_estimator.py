@@ -13,12 +13,16 @@ FAST = dict(encode_steps=80, tile_sizes=(32,), search_radius=12.0, search_step=2
 
 
 def shifted_pair(source: np.ndarray, shift, size=SIZE):
-    """img1 = crop, img2 = crop moved by shift (u, v): img1(x) = img2(x + shift)."""
+    """img1 = crop, img2 = crop moved by shift (u, v): img1(x) = img2(x + shift).
+
+    Lanczos resampling: bilinear would bias fine texture by ~0.1 px (linear phase matters).
+    """
     u, v = shift
     matrix = np.float32([[1, 0, 32], [0, 1, 32]])
     img1 = cv2.warpAffine(source, matrix, (size, size), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
     matrix2 = np.float32([[1, 0, 32 - u], [0, 1, 32 - v]])
-    img2 = cv2.warpAffine(source, matrix2, (size, size), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR)
+    img2 = cv2.warpAffine(source, matrix2, (size, size),
+                          flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LANCZOS4)
     return img1, img2
 
 
@@ -61,10 +65,10 @@ def mean_epe(flow, truth):
 def test_image_mode_recovers_translation(estimator, source, shift):
     img1, img2 = shifted_pair(source, shift)
     flow = estimator.estimate(img1, img2, mode="image", points=interior_points())
-    assert mean_epe(flow, np.array(shift)) < 0.25
+    assert mean_epe(flow, np.array(shift)) < 0.05
 
 
-@pytest.mark.parametrize("mode, bound", [("patch", 0.6), ("pixel", 1.0)])
+@pytest.mark.parametrize("mode, bound", [("patch", 0.5), ("pixel", 0.7)])
 def test_local_modes_recover_subpixel_translation(estimator, source, mode, bound):
     img1, img2 = shifted_pair(source, (4.5, 2.25))
     flow = estimator.estimate(img1, img2, mode=mode, points=interior_points())
