@@ -9,6 +9,8 @@ from __future__ import annotations
 import flow_vis
 import numpy as np
 
+from hashflow.flow_io import _checked_valid
+
 
 def flow_to_color(flow: np.ndarray, max_radius: float | None = None,
                   valid: np.ndarray | None = None) -> np.ndarray:
@@ -65,12 +67,3 @@ def _checked_flow(flow: np.ndarray) -> np.ndarray:
     return flow.astype(np.float64)
 
 
-def _checked_valid(valid: np.ndarray | None, flow: np.ndarray) -> np.ndarray:
-    finite = np.isfinite(flow).all(axis=2)
-    if valid is None:
-        return finite
-    valid = np.asarray(valid)
-    if valid.dtype != bool or valid.shape != flow.shape[:2]:
-        raise ValueError(f"valid must be a bool array of shape {flow.shape[:2]}, "
-                         f"got {valid.dtype} {valid.shape}")
-    return valid & finite

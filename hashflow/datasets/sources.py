@@ -10,9 +10,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from hashflow.images import load_image
 from hashflow.paths import data_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".ppm", ".bmp")
@@ -35,23 +35,6 @@ class ImageSource:
         if self.path is not None:
             return load_image(self.path)
         return _load_skimage(self.name.removeprefix("skimage:"))
-
-
-def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as RGB.
-
-    Returns:
-        (H, W, 3) uint8 RGB (grayscale files are replicated, alpha dropped).
-    Raises:
-        FileNotFoundError when missing; ValueError (naming the path) when unreadable.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError(f"unreadable or corrupt image file: {path}")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def list_sources(coco_dir: str | os.PathLike | None = None) -> list[ImageSource]:
