@@ -15,9 +15,11 @@ Tables are tensors ``(B, L, T, F)``; dense levels use the first ``(N_l + 1)**2``
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as nnf
 
@@ -103,42 +105,43 @@ def vertex_table_index(config: HashGridConfig, level: int, ix: torch.Tensor,
     return hash_index(ix, iy, config.table_size)
 
 
+@functools.lru_cache(maxsize=None)
+def lagrange_coefficients(order: int) -> tuple[tuple[float, ...], ...]:
+    """Power-basis coefficients C[j][p] with ``w_j(t) = sum_p C[j][p] t**p``.
+
+    ``w_j(t) = prod_{m != j} (t - m) / (j - m)`` over nodes ``-(n-1) .. n``; expanding it once
+    turns every weight evaluation into one small matrix product.
+    """
+    nodes = list(range(1 - order, order + 1))
+    rows = []
+    for j in nodes:
+        poly = np.poly1d([1.0])
+        for m in nodes:
+            if m != j:
+                poly = poly * np.poly1d([1.0, -m]) / (j - m)
+        rows.append(tuple(float(c) for c in poly.coeffs[::-1]))
+    return tuple(rows)
+
+
+def _coefficient_matrix(order: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(lagrange_coefficients(order), dtype=like.dtype, device=like.device)
+
+
 def lagrange_weights(t: torch.Tensor, order: int) -> torch.Tensor:
     """1-D Lagrange weights for nodes at offsets ``-(n-1) .. n`` from ``floor(p)``.
 
     t: (...) fractional part ``p - floor(p)`` in [0, 1). Returns (..., 2n) weights
     ``w_j(t) = prod_{m != j} (t - m) / (j - m)``; they sum to one.
     """
-    nodes = range(1 - order, order + 1)
-    columns = []
-    for j in nodes:
-        w = torch.ones_like(t)
-        for m in nodes:
-            if m != j:
-                w = w * (t - m) / (j - m)
-        columns.append(w)
-    return torch.stack(columns, dim=-1)
+    powers = t.unsqueeze(-1) ** torch.arange(2 * order, device=t.device, dtype=t.dtype)
+    return powers @ _coefficient_matrix(order, t).T
 
 
 def lagrange_derivatives(t: torch.Tensor, order: int) -> torch.Tensor:
-    """d w_j / d t for :func:`lagrange_weights`: (...) -> (..., 2n).
-
-    ``w_j' = sum_{k != j} 1 / (j - k) * prod_{m != j, k} (t - m) / (j - m)``.
-    """
-    nodes = list(range(1 - order, order + 1))
-    columns = []
-    for j in nodes:
-        total = torch.zeros_like(t)
-        for k in nodes:
-            if k == j:
-                continue
-            term = torch.full_like(t, 1.0 / (j - k))
-            for m in nodes:
-                if m not in (j, k):
-                    term = term * (t - m) / (j - m)
-            total = total + term
-        columns.append(total)
-    return torch.stack(columns, dim=-1)
+    """d w_j / d t for :func:`lagrange_weights`: (...) -> (..., 2n)."""
+    exponents = torch.arange(2 * order, device=t.device, dtype=t.dtype)
+    powers = t.unsqueeze(-1) ** (exponents - 1).clamp(min=0) * exponents
+    return powers @ _coefficient_matrix(order, t).T
 
 
 def tap_offsets(order: int, device: torch.device | None = None) -> torch.Tensor:

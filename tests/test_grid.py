@@ -150,3 +150,12 @@ def test_analytic_jacobian_matches_autograd(order):
         auto, = torch.autograd.grad(decoder(reference)[0, :, c].sum(), points, retain_graph=True)
         assert torch.allclose(jac[0, :, c, :], auto[0], atol=1e-9)
     assert torch.allclose(colour, decoder(reference))
+
+
+def test_lagrange_weights_hand_values():
+    half = torch.tensor([0.5], dtype=torch.float64)
+    expected = torch.tensor([[-1 / 16, 9 / 16, 9 / 16, -1 / 16]], dtype=torch.float64)
+    assert torch.allclose(lagrange_weights(half, 2), expected)
+    assert torch.allclose(lagrange_weights(torch.tensor([0.25]), 1), torch.tensor([[0.75, 0.25]]))
+    at_node = lagrange_weights(torch.tensor([0.0], dtype=torch.float64), 3)
+    assert torch.allclose(at_node, torch.tensor([[0, 0, 1.0, 0, 0, 0]], dtype=torch.float64))
