@@ -127,21 +127,28 @@ def _coefficient_matrix(order: int, like: torch.Tensor) -> torch.Tensor:
     return torch.tensor(lagrange_coefficients(order), dtype=like.dtype, device=like.device)
 
 
+def _powers(t: torch.Tensor, count: int) -> torch.Tensor:
+    """(..., count) powers t**0 .. t**(count-1) by repeated products (pow is slow on CPU)."""
+    columns = [torch.ones_like(t)]
+    for _ in range(count - 1):
+        columns.append(columns[-1] * t)
+    return torch.stack(columns, dim=-1)
+
+
 def lagrange_weights(t: torch.Tensor, order: int) -> torch.Tensor:
     """1-D Lagrange weights for nodes at offsets ``-(n-1) .. n`` from ``floor(p)``.
 
     t: (...) fractional part ``p - floor(p)`` in [0, 1). Returns (..., 2n) weights
     ``w_j(t) = prod_{m != j} (t - m) / (j - m)``; they sum to one.
     """
-    powers = t.unsqueeze(-1) ** torch.arange(2 * order, device=t.device, dtype=t.dtype)
-    return powers @ _coefficient_matrix(order, t).T
+    return _powers(t, 2 * order) @ _coefficient_matrix(order, t).T
 
 
 def lagrange_derivatives(t: torch.Tensor, order: int) -> torch.Tensor:
     """d w_j / d t for :func:`lagrange_weights`: (...) -> (..., 2n)."""
-    exponents = torch.arange(2 * order, device=t.device, dtype=t.dtype)
-    powers = t.unsqueeze(-1) ** (exponents - 1).clamp(min=0) * exponents
-    return powers @ _coefficient_matrix(order, t).T
+    exponents = torch.arange(1, 2 * order, device=t.device, dtype=t.dtype)
+    lower = _powers(t, 2 * order - 1) * exponents  # d t**p / dt = p t**(p-1), p >= 1
+    return lower @ _coefficient_matrix(order, t)[:, 1:].T
 
 
 def tap_offsets(order: int, device: torch.device | None = None) -> torch.Tensor:
