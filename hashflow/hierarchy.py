@@ -150,8 +150,8 @@ def tile_stage(solver: PairSolver, parent: TileField | torch.Tensor, tile: int) 
                       tile_centres(solver.width, tile, solver.device),
                       tile_centres(solver.height, tile, solver.device))
     centres = tile_centre_points(field)
-    start = start_level_for(max(solver.height, solver.width), tile,
-                            solver.frame1.encoding.config.resolutions())
+    start = max(cfg.tile_start_level, start_level_for(max(solver.height, solver.width), tile,
+                                                      solver.frame1.encoding.config.resolutions()))
     candidates = parent_candidates(parent, centres)
     init, _ = solver.best_candidate(samples, candidates, start)
     disp, loss = solver.refine(samples, init, start, cfg.tile_prior)

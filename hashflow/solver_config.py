@@ -34,6 +34,8 @@ class SolverConfig:
     """Levenberg-Marquardt iterations per entry of the level schedule."""
     tile_sizes: tuple[int, ...] = (64, 32, 16)
     """Tile sides (px) of the global-to-local hierarchy between image and points."""
+    tile_start_level: int = 6
+    """Level count at which tile refinement starts (parents are already sub-pixel close)."""
     tile_samples: int = 64
     """Pixels of img1 per tile (a regular sub-grid)."""
     patch_radius: int = 1
