@@ -74,8 +74,9 @@ def test_results_json_keys(first_run):
     assert json.loads((out / "results.json").read_text())["n_images"] == 2
     for key in ("config", "n_images", "source", "device", "weights", "lpips_note", "table1",
                 "shift", "fig5", "skipped", "errors", "reference_paper", "wall_seconds",
-                "computed_this_run", "files"):
+                "computed_this_run", "compute_seconds", "files"):
         assert key in results, key
+    assert all(results["compute_seconds"][k] > 0 for k in ("table1", "shift", "fig5"))
     assert results["errors"] == [] and results["weights"] == {"1": "tiny-o1", "2": "tiny-o2"}
     for order in ("1", "2"):
         entry = results["table1"][order]
@@ -173,13 +174,15 @@ def test_cli_options_and_presets():
     parse = recon.build_parser().parse_args
     config = recon.config_from_args(parse(["--quick", "--images", "3", "--orders", "2"]))
     assert config.n_images == 3 and config.orders == (2,) and config.steps_direct == 200
-    config = recon.config_from_args(parse(["--images", "/some/dir", "--all", "--no-shift"]))
+    config = recon.config_from_args(parse(["--images", "/some/dir", "--all", "--no-shift",
+                                           "--finetune-lr", "0.1"]))
+    assert config.finetune_lr == 0.1 and config.fit_lr == 2e-2
     assert config.image_dir == "/some/dir" and config.all_images and not config.shift
     assert config.steps_direct == 1000 and config.out == "results/reconstruction"
 
 
 @pytest.mark.parametrize("argv", [["--orders", "3"], ["--images", "0"], ["--shifts", "300"],
-                                  ["--steps-direct", "x"]])
+                                  ["--steps-direct", "x"], ["--fit-lr", "0"]])
 def test_cli_rejects_bad_options(argv, capsys):
     with pytest.raises(SystemExit):
         recon.main(argv)

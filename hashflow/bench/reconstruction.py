@@ -19,8 +19,10 @@ Every unit of work (image x order x method, image x order for shifts, order x co
 Figure 5) is appended to ``records.jsonl`` in the output folder when done; a rerun skips the
 finished units (``--fresh`` starts over). Units are keyed by a hash of the image content,
 the settings they depend on and the model weights, so changed settings never reuse stale
-results. Metrics are means of per-image values. ``main(argv)`` is what
-``benchmarks/reconstruction.py`` calls.
+results. Metrics are means of per-image values. The orders can run as two parallel processes
+on one output folder (``--orders 1`` and ``--orders 2``; a last run with ``--orders 1,2`` then
+only assembles the report); never run two processes on the same order: each reads
+records.jsonl once, at its start. ``main(argv)`` is what ``benchmarks/reconstruction.py`` calls.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ class ReconConfig:
     finetune_lr: float = 1e-2
     """Adam learning rate of the fine-tune (b) and of (d') (HashAutoencoder.finetune's)."""
     fit_lr: float = 2e-2
-    """Adam learning rate of the per-image fits (c) and (d) (fit_image's)."""
+    """Adam learning rate of the per-image fits (c), (d) and Figure 5 (fit_image's)."""
     finetune_level_dropout: float = 0.0
     """Level dropout during the fine-tune (b) and (d'); (c), (d) always use 0."""
     fig5: bool = True
@@ -530,8 +531,9 @@ def _fig5_encoder(units, images, om: OrderModel, config, device) -> dict:
                      model=om.fingerprint)
 
     def compute():
-        return {"psnr": [psnr(decoded(om.model.encode(image.tensor(device))),
-                              image.tensor(device)) for image in images]}
+        values, seconds = _timed(lambda: [psnr(decoded(om.model.encode(image.tensor(device))),
+                                              image.tensor(device)) for image in images])
+        return {"psnr": values, "seconds": seconds}
     return units.get(key, "fig5-encoder", {"kind": "fig5-encoder", "order": om.order}, compute)
 
 
@@ -620,6 +622,14 @@ def summarise_fig5(records: list[dict]) -> dict:
     return summary
 
 
+def compute_seconds(records: list[dict]) -> dict:
+    """Seconds recorded per experiment (sums over units, whichever run computed them)."""
+    kinds = {"table1": ("table1",), "shift": ("shift",), "fig5": ("fig5", "fig5-encoder")}
+    return {name: float(sum(r.get("seconds", 0.0) for r in records
+                            if r["kind"] in members and r["status"] == "ok"))
+            for name, members in kinds.items()}
+
+
 def errors_of(records: list[dict]) -> list[str]:
     """Distinct error messages of failed units, labelled."""
     return sorted({f"{r['method']} (order {r.get('order')}): {r['error']}" for r in records
@@ -665,11 +675,12 @@ def _target_lines(results: dict) -> list[str]:
     for order, entry in results["table1"].items():
         t = entry["targets"]
         if t:
-            lines.append(
-                f"- n={order}: (b) - (d) = {t['finetune_minus_scratch_db']:+.2f} dB (target "
-                f">= +{TARGET_GAIN_OVER_SCRATCH_DB:g}: {'met' if t['finetune_gain_met'] else 'NOT met'}"
-                f"); (c) - (b) = {t['direct_minus_finetune_db']:+.2f} dB (target <= "
-                f"{TARGET_GAP_TO_DIRECT_DB:g}: {'met' if t['direct_gap_met'] else 'NOT met'}).")
+            gain = "met" if t["finetune_gain_met"] else "NOT met"
+            gap = "met" if t["direct_gap_met"] else "NOT met"
+            lines.append(f"- n={order}: (b) - (d) = {t['finetune_minus_scratch_db']:+.2f} dB "
+                         f"(target >= +{TARGET_GAIN_OVER_SCRATCH_DB:g}: {gain}); (c) - (b) = "
+                         f"{t['direct_minus_finetune_db']:+.2f} dB (target <= "
+                         f"{TARGET_GAP_TO_DIRECT_DB:g}: {gap}).")
     return lines
 
 
@@ -709,7 +720,9 @@ def render_markdown(results: dict) -> str:
              + "; ".join(f"n={o}: {w}" for o, w in results["weights"].items()) + ".",
              "Values are means of per-image values. " + results["lpips_note"],
              f"Run time: {results['wall_seconds']:.0f} s ({results['computed_this_run']} units "
-             "computed this run, the rest resumed from records.jsonl).", "",
+             "computed this run, the rest resumed from records.jsonl). Compute seconds recorded "
+             "per experiment: " + ", ".join(f"{name} {value:.0f} s" for name, value in
+                                             results["compute_seconds"].items()) + ".", "",
              "## Table 1: reconstruction quality", ""]
     lines += _table1_lines(results) + [""] + _target_lines(results)
     if results["shift"]:
@@ -811,7 +824,8 @@ def _results(config, units, order_models, skipped, source, count, scorer, device
             "computed_this_run": units.computed,
             "table1": summarise_table1(records, list(order_models)),
             "shift": summarise_shift(records, list(order_models), config.shifts),
-            "fig5": summarise_fig5(records), "skipped": skipped, "errors": errors_of(records),
+            "fig5": summarise_fig5(records), "compute_seconds": compute_seconds(records),
+            "skipped": skipped, "errors": errors_of(records),
             "reference_paper": {"table1_lpips": PAPER_TABLE1_LPIPS,
                                 "table4_lpips_mitb0": PAPER_TABLE4_LPIPS}}
 
@@ -856,6 +870,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weights-o2", help="order-2 model file (default: shipped, else runs/hash_ae_o2.pt)")
     add("--steps-direct", type=int, help="per-image fit steps, column (c) (default 1000)")
     add("--steps-finetune", type=int, help="fine-tune / from-scratch steps (default 100)")
+    add("--finetune-lr", type=float, help="learning rate of (b) and (d') (default 1e-2)")
+    add("--fit-lr", type=float, help="learning rate of (c), (d) and Figure 5 (default 2e-2)")
     add("--fig5-counts", type=_comma_ints, help="image counts for Figure 5 (default 1,4,16,64)")
     add("--fig5-steps", type=int, help="Figure 5 steps per image (default 100)")
     add("--fig5-size", type=int, help="Figure 5 crop side in px (default 128)")
@@ -887,6 +903,8 @@ def config_from_args(args: argparse.Namespace) -> ReconConfig:
 
 
 def _validate(config: ReconConfig) -> None:
+    if config.finetune_lr <= 0 or config.fit_lr <= 0:
+        raise ValueError("learning rates: expected positive values")
     for name in ("n_images", "size", "steps_direct", "steps_finetune", "fig5_steps",
                  "fig5_batch", "fig5_size"):
         if getattr(config, name) < 1:
