@@ -16,6 +16,10 @@ import torch.nn.functional as nnf
 
 from hashflow.solver import PairSolver, Samples
 
+MAX_SEARCH_SHARE = 0.4
+"""The global search never considers motions over this share of the shorter image side: on a
+small image, a large shift leaves so little overlap that a wrong candidate can score best."""
+
 
 @dataclass
 class TileField:
@@ -93,7 +97,8 @@ def global_stage(solver: PairSolver, generator: torch.Generator) -> tuple[torch.
     """One displacement for the whole image: candidate search, then multi-start refinement."""
     cfg = solver.config
     samples = random_pixels(solver, cfg.search_samples, generator)
-    candidates = disk_candidates(cfg.search_radius, cfg.search_step, solver.device)
+    radius = min(cfg.search_radius, MAX_SEARCH_SHARE * min(solver.height, solver.width))
+    candidates = disk_candidates(radius, cfg.search_step, solver.device)
     cost = solver.cost(samples.repeat(len(candidates)),
                        solver.targets(samples, cfg.search_levels).repeat(len(candidates), 1),
                        candidates, cfg.search_levels, jacobian=False).loss

@@ -19,7 +19,8 @@ class SolverConfig:
     level_dropout: float = 0.5
     """Share of fit steps that keep only the coarsest k levels (coarse-to-fine needs it)."""
     search_radius: float = 64.0
-    """Largest displacement (px) the global candidate search considers."""
+    """Largest displacement (px) the global candidate search considers (at most 0.4 x the
+    shorter image side)."""
     search_step: float = 4.0
     """Spacing (px) of the global candidate grid."""
     search_levels: int = 2

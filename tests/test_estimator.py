@@ -144,3 +144,17 @@ def test_tiny_images_and_bad_options_raise():
         hashflow.estimate(big, big, encoder="direct", not_an_option=3)
     with pytest.raises(ValueError, match="order"):
         hashflow.estimate(big, big, order=5)
+
+
+def test_dense_flow_on_real_chairs_fixture():
+    """Real non-rigid flow (a 50x50 FlyingChairs crop); DIS-medium measures 0.90 px here."""
+    from conftest import require_data
+    from hashflow.flow_io import read_flow
+    from hashflow.metrics import flow_metrics
+    folder = require_data("flow", "fixtures")
+    img1 = hashflow.load_image(folder / "00001_img1.ppm")
+    img2 = hashflow.load_image(folder / "00001_img2.ppm")
+    truth, valid = read_flow(folder / "00001_flow.flo")
+    flow = hashflow.estimate(img1, img2, mode="pixel", encoder="direct", encode_steps=150)
+    assert flow.shape == truth.shape
+    assert flow_metrics(flow, truth, valid)["epe_mean"] < 1.2
