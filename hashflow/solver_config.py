@@ -70,7 +70,7 @@ class SolverConfig:
 PRESETS: dict[str, SolverConfig] = {
     "default": SolverConfig(),
     "fast": SolverConfig(encode_steps=60, finetune_steps=10, iterations=3, starts=2,
-                         tile_sizes=(64, 16), level_schedule=(2, 4, 6, 9, 12)),
+                         tile_sizes=(64, 32), level_schedule=(2, 4, 6, 9, 12)),
     "accurate": SolverConfig(encode_steps=400, finetune_steps=100, iterations=8, starts=6,
                              search_step=3.0, tile_sizes=(96, 64, 32, 16, 8)),
 }
