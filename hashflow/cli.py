@@ -580,7 +580,7 @@ def add_demo_parser(subparsers) -> None:
                              "name, or none; default dis-medium)")
     parser.add_argument("--no-encoding-figure", action="store_true",
                         help="skip the hash-encoding figure (per-level feature maps)")
-    add_solver_options(parser, "fast")
+    add_solver_options(parser, "default")
     add_common(parser)
     parser.set_defaults(handler=cmd_demo)
 

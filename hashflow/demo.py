@@ -48,7 +48,7 @@ class DemoConfig:
     """scikit-image photograph of the translated pair."""
     warp_photo: str = "chelsea"
     """scikit-image photograph of the non-rigid pair."""
-    preset: str = "fast"
+    preset: str = "default"
     """hashflow solver preset (see ``hashflow.PRESETS``)."""
     solver_options: dict = field(default_factory=dict)
     """SolverConfig fields overriding the preset (e.g. {"encode_steps": 20})."""
