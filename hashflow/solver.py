@@ -12,6 +12,7 @@ refinement for the whole image, then tiles of shrinking size, each started from 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -67,6 +68,11 @@ class Samples:
     """(S,) int64 group of each sample, in ``0 .. count - 1``."""
     count: int
     """Number of groups."""
+
+    @functools.cached_property
+    def sizes(self) -> torch.Tensor:
+        """(G,) float number of samples in each group (computed once)."""
+        return torch.bincount(self.groups, minlength=self.count).float()
 
     def repeat(self, times: int) -> "Samples":
         """The same samples ``times`` over, copy c forming groups ``c * count + g``."""
@@ -146,7 +152,7 @@ class PairSolver:
                 weight = inside.view(-1, 1) / scale
                 hessian.index_add_(0, groups, torch.einsum("sci,sc,scj->sij", jac, weight, jac))
                 gradient.index_add_(0, groups, torch.einsum("sci,sc->si", jac, weight * residual))
-        total = torch.bincount(samples.groups, minlength=count).clamp(min=1)
+        total = samples.sizes.clamp(min=1)
         mean = loss / valid.clamp(min=1)
         mean = torch.where(valid >= MIN_VALID_FRACTION * total, mean, torch.full_like(mean, 1e9))
         return GroupCost(mean, hessian, gradient)
@@ -207,7 +213,7 @@ class Prior:
         """cost with the prior added to loss (mean per sample), gradient and hessian (sums)."""
         if self.weight <= 0:
             return cost
-        count = torch.bincount(samples.groups, minlength=samples.count).float()
+        count = samples.sizes
         delta = disp - self.centre
         loss = cost.loss + self.weight * (delta ** 2).sum(-1)
         eye = torch.eye(2, device=disp.device)
