@@ -59,8 +59,8 @@ def write_flow(path: str | os.PathLike, flow: np.ndarray, valid: np.ndarray | No
     """
     path = Path(path)
     suffix = _checked_suffix(path)
-    flow = _checked_flow(flow)
-    valid = _checked_valid(valid, flow)
+    flow = check_flow(flow)
+    valid = check_valid(valid, flow)
     writers = {".flo": _write_flo, ".png": _write_kitti_png, ".npy": _write_npy}
     with atomic_path(path) as tmp:
         writers[suffix](tmp, flow, valid)
@@ -74,18 +74,17 @@ def _checked_suffix(path: Path) -> str:
     return suffix
 
 
-def _checked_flow(flow: np.ndarray) -> np.ndarray:
-    if not isinstance(flow, np.ndarray):
-        raise ValueError("flow must be a numpy array of shape (H, W, 2), "
-                         f"got {type(flow).__name__}")
+def check_flow(flow, name: str = "flow") -> np.ndarray:
+    """A finite-shaped numeric (H, W, 2) flow as float32; ValueError naming ``name`` otherwise."""
+    flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[2] != 2 or flow.shape[0] == 0 or flow.shape[1] == 0:
-        raise ValueError(f"flow must have shape (H, W, 2) with H, W > 0, got {flow.shape}")
+        raise ValueError(f"{name} must have shape (H, W, 2) with H, W > 0, got {flow.shape}")
     if not (np.issubdtype(flow.dtype, np.floating) or np.issubdtype(flow.dtype, np.integer)):
-        raise ValueError(f"flow must be a float or integer array, got dtype {flow.dtype}")
+        raise ValueError(f"{name} must be a float or integer array, got dtype {flow.dtype}")
     return flow.astype(np.float32)
 
 
-def _checked_valid(valid: np.ndarray | None, flow: np.ndarray) -> np.ndarray:
+def check_valid(valid: np.ndarray | None, flow: np.ndarray) -> np.ndarray:
     finite = np.isfinite(flow).all(axis=2)
     if valid is None:
         return finite

@@ -9,7 +9,7 @@ from __future__ import annotations
 import flow_vis
 import numpy as np
 
-from hashflow.flow_io import _checked_valid
+from hashflow.flow_io import check_flow, check_valid
 
 
 def flow_to_color(flow: np.ndarray, max_radius: float | None = None,
@@ -24,8 +24,8 @@ def flow_to_color(flow: np.ndarray, max_radius: float | None = None,
     Returns:
         (H, W, 3) uint8 RGB; invalid pixels are black.
     """
-    flow = _checked_flow(flow)
-    valid = _checked_valid(valid, flow)
+    flow = check_flow(flow).astype(np.float64)
+    valid = check_valid(valid, flow)
     flow = np.where(valid[..., None], flow, 0.0)
     scale = _color_scale(flow, max_radius)
     image = flow_vis.flow_uv_to_colors(flow[..., 0] / scale, flow[..., 1] / scale)
@@ -57,13 +57,3 @@ def _color_scale(flow: np.ndarray, max_radius: float | None) -> float:
         return float(max_radius)
     largest = float(np.hypot(flow[..., 0], flow[..., 1]).max())
     return largest if largest > 0 else 1.0
-
-
-def _checked_flow(flow: np.ndarray) -> np.ndarray:
-    flow = np.asarray(flow)
-    if flow.ndim != 3 or flow.shape[2] != 2 or not np.issubdtype(flow.dtype, np.number):
-        raise ValueError(f"flow must be a numeric array of shape (H, W, 2), got "
-                         f"{flow.dtype} {flow.shape}")
-    return flow.astype(np.float64)
-
-

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from hashflow.atomic import atomic_path
 from hashflow.encoding import HashEncoding, decode
+from hashflow.flow_io import check_flow
 from hashflow.flow_viz import color_wheel_legend, flow_to_color
 from hashflow.grid import vertex_grid
 from hashflow.images import psnr, to_image_tensor, to_uint8
@@ -57,14 +58,6 @@ def as_rgb(image) -> np.ndarray:
     return to_uint8(to_image_tensor(image, min_side=1))
 
 
-def _checked_flow(flow, name: str = "flow") -> np.ndarray:
-    flow = np.asarray(flow)
-    if flow.ndim != 3 or flow.shape[2] != 2 or not np.issubdtype(flow.dtype, np.number):
-        raise ValueError(f"{name} must be a numeric (H, W, 2) array, got {flow.dtype} "
-                         f"{flow.shape}")
-    return flow.astype(np.float32)
-
-
 def _check_same_size(image: np.ndarray, flow: np.ndarray) -> None:
     if image.shape[:2] != flow.shape[:2]:
         raise ValueError(f"image is {image.shape[:2]} (H, W) but flow is {flow.shape[:2]}")
@@ -96,7 +89,7 @@ def flow_figure(flow, path=None, max_radius: float | None = None, valid=None,
         legend: draw the wheel inset (its rim is ``max_radius``).
     Returns: the figure (also written to ``path`` as a PNG when given).
     """
-    flow = _checked_flow(flow)
+    flow = check_flow(flow)
     radius = float(max_radius) if max_radius is not None else largest_magnitude(flow)
     figure = new_figure()
     axes, _ = _image_axes(figure, (1, 1, 1), flow_to_color(flow, radius, valid),
@@ -118,7 +111,7 @@ def quiver_figure(image, flow, path=None, stride: int | None = None, title: str 
     """
     if stride is not None and (not isinstance(stride, (int, np.integer)) or stride < 1):
         raise ValueError(f"stride must be a positive integer, got {stride!r}")
-    rgb, flow = as_rgb(image), _checked_flow(flow)
+    rgb, flow = as_rgb(image), check_flow(flow)
     _check_same_size(rgb, flow)
     step = stride or max(1, max(flow.shape[:2]) // ARROWS_PER_SIDE)
     ys, xs = np.mgrid[step // 2:flow.shape[0]:step, step // 2:flow.shape[1]:step]
@@ -137,7 +130,7 @@ def warp_figure(img1, img2, flow, path=None, dpi: int = DEFAULT_DPI) -> Figure:
     The difference is black where the flow explains the motion; pixels whose target leaves
     img2 are masked. The titles give the PSNR of the warp against img1 over valid pixels.
     """
-    rgb1, rgb2, flow = as_rgb(img1), as_rgb(img2), _checked_flow(flow)
+    rgb1, rgb2, flow = as_rgb(img1), as_rgb(img2), check_flow(flow)
     _check_same_size(rgb1, flow)
     _check_same_size(rgb2, flow)
     warped = warp(rgb2, flow)
@@ -169,7 +162,7 @@ def error_figure(pred, gt, path=None, valid=None, vmax: float | None = None,
         pred, gt: (H, W, 2) float. valid: (H, W) bool or None (where gt is finite).
         vmax: colour-bar top in px (share it between figures); None: the 99th percentile.
     """
-    pred, gt = _checked_flow(pred, "pred"), _checked_flow(gt, "gt")
+    pred, gt = check_flow(pred, "pred"), check_flow(gt, "gt")
     errors = epe(np.nan_to_num(pred), np.nan_to_num(gt))
     mask = np.isfinite(gt).all(axis=2) if valid is None else np.asarray(valid, dtype=bool)
     if mask.shape != errors.shape:

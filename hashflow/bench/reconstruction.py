@@ -42,6 +42,7 @@ import torch
 
 from hashflow.atomic import write_text_atomic
 from hashflow.bench import report
+from hashflow.bench.common import comma_ints, progress
 from hashflow.bench.runner import RecordStore
 from hashflow.decoder import Decoder
 from hashflow.fit import default_device, fit_image, reconstruction_loss
@@ -296,9 +297,6 @@ def _timed(fn: Callable):
     return value, time.perf_counter() - start
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="unit", dynamic_ncols=True)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -375,7 +373,7 @@ def run_table1(units: Units, images: list[EvalImage], models: list[OrderModel],
     jobs = [(image, om) for om in models for image in images]
     todo = sum(not units.done(k, f"table1/{m}") for image, om in jobs
                for m, k in table1_keys(image, om, config).items())
-    with _progress(todo, config.progress, "table 1") as bar:
+    with progress(todo, config.progress, "table 1", unit="unit") as bar:
         for image, om in jobs:
             keys = table1_keys(image, om, config)
             compute = table1_computations(image, om, config, scorer, device)
@@ -427,7 +425,7 @@ def run_shift(units: Units, canvases: list[EvalImage], models: list[OrderModel],
     """Every (image, order) of the translation-invariance experiment."""
     offsets = shift_offsets(config.shifts)
     jobs = [(canvas, om) for om in models for canvas in canvases]
-    with _progress(len(jobs), config.progress, "translation invariance") as bar:
+    with progress(len(jobs), config.progress, "translation invariance", unit="unit") as bar:
         for canvas, om in jobs:
             key = record_key(kind="shift", image=canvas.key, order=om.order, size=config.size,
                              offsets=offsets, model=om.fingerprint)
@@ -503,7 +501,7 @@ def run_fig5(units: Units, images: list[EvalImage], orders: tuple[int, ...],
         return
     targets = torch.stack([image.tensor(device) for image in images[:max(counts, default=0)]])
     jobs = [(order, count) for order in orders for count in counts]
-    with _progress(len(jobs), config.progress, "figure 5") as bar:
+    with progress(len(jobs), config.progress, "figure 5", unit="unit") as bar:
         for order in orders:
             om = models.get(order)
             grid = om.model.config.grid if om else HashGridConfig(order=order)
@@ -844,11 +842,6 @@ def write_outputs(out: Path, results: dict) -> None:
 # Command line
 
 
-def _comma_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(item) for item in text.split(",") if item.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -865,17 +858,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--all", dest="all_images", action="store_true", default=None,
         help="every image in the folder (128 for COCO val2017 here)")
     add("--size", type=int, help="crop side in px (default 256)")
-    add("--orders", type=_comma_ints, help="Lagrange orders, e.g. 1,2 (default)")
+    add("--orders", type=comma_ints, help="Lagrange orders, e.g. 1,2 (default)")
     add("--weights-o1", help="order-1 model file (default: shipped, else runs/hash_ae_o1.pt)")
     add("--weights-o2", help="order-2 model file (default: shipped, else runs/hash_ae_o2.pt)")
     add("--steps-direct", type=int, help="per-image fit steps, column (c) (default 1000)")
     add("--steps-finetune", type=int, help="fine-tune / from-scratch steps (default 100)")
     add("--finetune-lr", type=float, help="learning rate of (b) and (d') (default 1e-2)")
     add("--fit-lr", type=float, help="learning rate of (c), (d) and Figure 5 (default 2e-2)")
-    add("--fig5-counts", type=_comma_ints, help="image counts for Figure 5 (default 1,4,16,64)")
+    add("--fig5-counts", type=comma_ints, help="image counts for Figure 5 (default 1,4,16,64)")
     add("--fig5-steps", type=int, help="Figure 5 steps per image (default 100)")
     add("--fig5-size", type=int, help="Figure 5 crop side in px (default 128)")
-    add("--shifts", type=_comma_ints, help="shift lengths in px (default 10,20,30,40,50)")
+    add("--shifts", type=comma_ints, help="shift lengths in px (default 10,20,30,40,50)")
     add("--no-fig5", dest="fig5", action="store_false", default=None, help="skip Figure 5")
     add("--no-shift", dest="shift", action="store_false", default=None,
         help="skip the translation-invariance experiment")

@@ -24,6 +24,7 @@ import numpy as np
 from hashflow.atomic import write_text_atomic
 from hashflow.bench import methods as bench_methods
 from hashflow.bench import report
+from hashflow.bench.common import comma_ints, comma_list, progress
 from hashflow.metrics import flow_metrics
 
 RECORDS_FILE = "records.jsonl"
@@ -239,16 +240,13 @@ def split_available(specs) -> tuple[list, dict[str, str]]:
     return runnable, skipped
 
 
-def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="run", dynamic_ncols=True)
 
 
 def _run_points(store, specs, pairs, keys, config, session) -> int:
     """Run every unfinished (pair, method); returns the number computed now."""
     todo = [(i, spec) for i in range(len(pairs)) for spec in specs
             if not store.done(keys[i], spec.name)]
-    with _progress(len(todo), config.progress, "translated pairs") as bar:
+    with progress(len(todo), config.progress, "translated pairs") as bar:
         for index, spec in todo:
             bar.set_postfix_str(spec.name)
             store.add(run_point_pair(spec, pairs[index], index, keys[index], config, session))
@@ -261,7 +259,7 @@ def _run_real(store, specs, config, session) -> tuple[set[str], int]:
     dense = [spec for spec in specs if not spec.sparse]
     samples = list(load_real_samples())
     keys, computed = set(), 0
-    with _progress(len(samples) * len(dense), config.progress, "real-flow sets") as bar:
+    with progress(len(samples) * len(dense), config.progress, "real-flow sets") as bar:
         for set_name, sample in samples:
             key = f"{set_name}/{sample.name}"
             keys.add(key)
@@ -348,15 +346,8 @@ def _write_example(path: Path, pair, specs, store, key, session) -> None:
 # Command line
 
 
-def _comma_list(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
-def _comma_ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(item) for item in _comma_list(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -372,10 +363,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--radius", type=float, help="largest translation in px (default 50)")
     add("--points", type=int, dest="n_points", help="points per pair (default 256)")
     add("--margin", type=float, help="point distance from the border in px (default 50)")
-    add("--methods", type=_comma_list, help="comma list, e.g. hashflow-patch-o2,dis-medium,"
+    add("--methods", type=comma_list, help="comma list, e.g. hashflow-patch-o2,dis-medium,"
         "phasecorr (default: all); --list-methods shows them")
-    add("--modes", type=_comma_list, help="hashflow modes to keep: pixel,patch,image")
-    add("--orders", type=_comma_ints, help="hashflow Lagrange orders to keep: 1,2")
+    add("--modes", type=comma_list, help="hashflow modes to keep: pixel,patch,image")
+    add("--orders", type=comma_ints, help="hashflow Lagrange orders to keep: 1,2")
     add("--device", help="torch device for hashflow (default: cuda if available, else cpu)")
     add("--hashflow-preset", help="hashflow solver preset: default, fast, accurate")
     add("--encoder", choices=("auto", "pretrained", "direct"),
