@@ -181,9 +181,8 @@ def stacked_vertex_grids(tables: torch.Tensor, config: HashGridConfig,
     flat = tables.reshape(tables.shape[0], -1, tables.shape[-1])
     indices, offsets, start = [], [], 0
     for level, n in enumerate(config.resolutions()[:kept]):
-        idx = torch.arange(n + 1, device=tables.device)
-        vertex = vertex_table_index(config, level, idx.view(1, -1), idx.view(-1, 1))
-        indices.append(vertex.reshape(-1) + level * config.table_size)
+        entries = level_vertex_indices(config, level, tables.device)
+        indices.append(entries + level * config.table_size)
         offsets.append(start)
         start += (n + 1) ** 2
     return flat[:, torch.cat(indices)], offsets
@@ -270,10 +269,14 @@ def pad_levels(features: torch.Tensor, config: HashGridConfig) -> torch.Tensor:
 def vertex_grid(tables: torch.Tensor, config: HashGridConfig, level: int) -> torch.Tensor:
     """The level's (virtual) vertex grid: tables (B, L, T, F) -> (B, F, N_l + 1, N_l + 1)."""
     n = config.resolutions()[level]
-    idx = torch.arange(n + 1, device=tables.device)
-    index = vertex_table_index(config, level, idx.view(1, -1), idx.view(-1, 1))  # (n+1, n+1)
-    grid = tables[:, level, index.reshape(-1), :]  # (B, (n+1)^2, F)
+    grid = tables[:, level, level_vertex_indices(config, level, tables.device), :]
     return grid.transpose(1, 2).reshape(tables.shape[0], -1, n + 1, n + 1)
+
+
+def level_vertex_indices(config: HashGridConfig, level: int, device=None) -> torch.Tensor:
+    """Table entry of every vertex of ``level``, row-major: ((N_l + 1)**2,) int64."""
+    idx = torch.arange(config.resolutions()[level] + 1, device=device)
+    return vertex_table_index(config, level, idx.view(1, -1), idx.view(-1, 1)).reshape(-1)
 
 
 def axis_weight_matrix(count: int, resolution: int, extent: int, order: int,
