@@ -1,5 +1,10 @@
 """Train the hash autoencoder (MiT-B0 encoder + hash head + universal decoder) on image crops.
 
+The shipped weights are trained in two stages: ``hashflow.decoder_pretrain`` learns the
+universal decoder over a bank of free per-crop tables (stage 1), then this script trains the
+encoder and head with that decoder loaded and frozen (``--decoder``, stage 2), starting from
+earlier weights when given (``--init``). Without ``--decoder`` all three train jointly.
+
 Single process::
 
     python -m hashflow.train --images /path/to/coco/train2017 --order 2 --size 256 \\
@@ -100,6 +105,11 @@ class TrainConfig:
     """Stochastic depth of the MiT encoder (SegFormer: 0.1); ignored when ``model`` is given."""
     model: AutoencoderConfig | None = None
     """Network to train (None: MiT-B0 + default head); its grid gets this run's order and size."""
+    init: str | None = None
+    """Model file (shipped weights or a checkpoint of the same config) to start from."""
+    decoder: str | None = None
+    """Stage-1 decoder checkpoint (``hashflow.decoder_pretrain``): loaded and kept frozen, so
+    only the encoder and head train (stage 2)."""
     checkpoint_every: int = 200
     """Write a checkpoint every this many steps (and at the end)."""
     stop_after: int | None = None
@@ -233,20 +243,37 @@ def reconstruction_loss(decoded: torch.Tensor, target: torch.Tensor,
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices/kernels only (not on norms and biases)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in trainable if p.ndim >= 2]
+    no_decay = [p for p in trainable if p.ndim < 2]
     groups = [{"params": decay, "weight_decay": config.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr)
 
 
 def build_model(config: TrainConfig) -> HashAutoencoder:
-    """A fresh autoencoder for the run's order and crop size (seeded)."""
+    """The autoencoder for the run's order and crop size: seeded fresh weights, or ``init``'s;
+    with ``decoder``, the stage-1 decoder, frozen."""
     base = config.model or AutoencoderConfig(mit=MiTConfig(drop_path_rate=config.drop_path_rate))
     grid = base.grid.with_order(config.order).for_image(config.size, config.size)
     ae_config = dataclasses.replace(base, grid=grid)
     torch.manual_seed(config.seed)
-    return HashAutoencoder(ae_config)
+    model = HashAutoencoder(ae_config)
+    if config.init:
+        load_init(model, config.init)
+    if config.decoder:
+        from hashflow.decoder_pretrain import load_decoder
+        model.decoder.load_state_dict(load_decoder(config.decoder, grid).state_dict())
+        model.decoder.requires_grad_(False)
+    return model
+
+
+def load_init(model: HashAutoencoder, path) -> None:
+    """Copy the weights of model file ``path`` into ``model``; ValueError on another config."""
+    payload = read_checkpoint(path)
+    if payload["config"] != model.config.to_dict():
+        raise ValueError(f"{path} holds another model config (order, size or widths differ)")
+    model.load_state_dict(from_payload(payload).state_dict())
 
 
 @dataclass
@@ -409,6 +436,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("lr", "weight_decay", "min_lr_ratio", "level_dropout", "drop_path_rate"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=defaults[name])
     parser.add_argument("--loss", choices=("mse", "l1+mse"), default=defaults["loss"])
+    parser.add_argument("--init", help="model file to start from (e.g. shipped weights)")
+    parser.add_argument("--decoder", help="stage-1 decoder checkpoint to load and freeze")
     parser.add_argument("--device", default=None)
     parser.add_argument("--resume", action="store_true", help="continue from --out if present")
     parser.add_argument("--no-progress", action="store_true")

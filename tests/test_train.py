@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
-import numpy as np
 import pytest
 import torch
 
@@ -15,19 +13,6 @@ from hashflow.models.hash_head import HashHeadConfig
 from hashflow.models.mit import MiTConfig
 from hashflow.train import (CropDataset, TrainConfig, export_weights, list_images, lr_factor,
                             main, train)
-
-
-@pytest.fixture(scope="module")
-def image_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("images")
-    rng = np.random.default_rng(0)
-    ys, xs = np.mgrid[0:72, 0:90]
-    for i in range(3):
-        smooth = 127 + 100 * np.sin(xs / (5 + i) + ys / 7)[..., None] * np.array([1, 0.5, -0.7])
-        noisy = smooth + rng.normal(0, 10, smooth.shape)
-        cv2.imwrite(str(folder / f"img{i}.png"), np.clip(noisy, 0, 255).astype(np.uint8))
-    (folder / "notes.txt").write_text("not an image")
-    return folder
 
 
 TINY = AutoencoderConfig(grid=HashGridConfig(levels=4, log2_table_size=8, base_resolution=8),
