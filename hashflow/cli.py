@@ -1,4 +1,4 @@
-"""The ``hashflow`` command line: estimate, encode, decode, demo, bench and train.
+"""The ``hashflow`` command line: estimate, encode, decode, demo, bench, train, train-decoder.
 
 Each subcommand is a thin shell over the library: it parses and checks its arguments, calls
 ``hashflow`` functions with plain values (never the argparse namespace) and prints a one-line
@@ -31,7 +31,7 @@ DIRECT_STEPS = 500
 """Default ``encode --direct`` steps (about 39 dB on a 256 px photo, DESIGN.md section 6)."""
 FINETUNE_STEPS = 100
 """Default ``encode --pretrained`` fine-tune steps (the paper's "fine-tuned" column)."""
-FORWARDED = ("bench", "train")
+FORWARDED = ("bench", "train", "train-decoder")
 
 
 class CLIError(Exception):
@@ -429,9 +429,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def forward(name: str, argv: list[str]) -> int:
-    """Run ``hashflow.bench.runner.main`` or ``hashflow.train.main`` with ``argv``."""
+    """Run ``hashflow.bench.runner.main``, ``hashflow.train.main`` or
+    ``hashflow.decoder_pretrain.main`` with ``argv``."""
     if name == "bench":
         from hashflow.bench.runner import main as target
+    elif name == "train-decoder":
+        from hashflow.decoder_pretrain import main as target
     else:
         from hashflow.train import main as target
     return target(argv) or 0
@@ -586,12 +589,16 @@ def add_demo_parser(subparsers) -> None:
 
 
 def add_forwarded_parsers(subparsers) -> None:
-    """``bench`` and ``train`` appear in the help; main() hands their arguments on."""
+    """``bench``, ``train`` and ``train-decoder`` appear in the help; main() hands their
+    arguments on."""
     subparsers.add_parser("bench", add_help=False,
                           help="EPE benchmark (hashflow.bench.runner); 'hashflow bench --help'")
     subparsers.add_parser("train", add_help=False,
                           help="train the hash autoencoder (hashflow.train); "
                                "'hashflow train --help'")
+    subparsers.add_parser("train-decoder", add_help=False,
+                          help="stage 1: pre-train the universal decoder over a table bank "
+                               "(hashflow.decoder_pretrain); 'hashflow train-decoder --help'")
 
 
 def build_parser() -> Parser:
@@ -616,7 +623,8 @@ def build_parser() -> Parser:
 # ----------------------------------------------------------------------------- entry point
 
 def split_forwarded(argv: list[str]) -> tuple[str, bool, list[str]] | None:
-    """(command, verbose, rest) when the first non-option word is bench or train, else None."""
+    """(command, verbose, rest) when the first non-option word is a forwarded command
+    (bench, train, train-decoder), else None."""
     for index, word in enumerate(argv):
         if not word.startswith("-"):
             if word not in FORWARDED:

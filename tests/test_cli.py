@@ -51,7 +51,7 @@ def test_help_of_every_subcommand_explains_every_option(capsys, command):
         assert action.help, f"{command}: {action.option_strings or action.dest} lacks help"
 
 
-@pytest.mark.parametrize("command", ["bench", "train"])
+@pytest.mark.parametrize("command", ["bench", "train", "train-decoder"])
 def test_bench_and_train_forward_their_arguments(capsys, command):
     assert cli.main([command, "--help"]) == 0
     assert "usage:" in capsys.readouterr().out
@@ -61,7 +61,7 @@ def test_bench_and_train_forward_their_arguments(capsys, command):
 def test_top_level_help_lists_every_command(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert all(name in out for name in (*SUBCOMMANDS, "bench", "train"))
+    assert all(name in out for name in (*SUBCOMMANDS, "bench", "train", "train-decoder"))
 
 
 def test_estimate_pair_writes_flow_and_viz(capsys, tmp_path, frames):
