@@ -128,7 +128,7 @@ class HashAutoencoder(nn.Module):
         """A copy of the universal decoder without gradients (safe to hand to an encoding)."""
         return copy.deepcopy(self.decoder).requires_grad_(False)
 
-    def finetune(self, encoding: HashEncoding, image, steps: int = 100, lr: float = 1e-2,
+    def finetune(self, encoding: HashEncoding, image, steps: int = 100, lr: float = 5e-2,
                  level_dropout: float = 0.5, seed: int = 0) -> HashEncoding:
         """Optimise ``encoding``'s tables (decoder frozen) to ``image`` for ``steps`` Adam steps.
 

@@ -86,7 +86,7 @@ class ReconConfig:
     """Steps of the per-image fit of tables + decoder, column (c)."""
     steps_finetune: int = 100
     """Steps of the fine-tune (b) and of the from-scratch fits (d), (d')."""
-    finetune_lr: float = 1e-2
+    finetune_lr: float = 5e-2
     """Adam learning rate of the fine-tune (b) and of (d') (HashAutoencoder.finetune's)."""
     fit_lr: float = 2e-2
     """Adam learning rate of the per-image fits (c), (d) and Figure 5 (fit_image's)."""
@@ -863,7 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--weights-o2", help="order-2 model file (default: shipped, else runs/hash_ae_o2.pt)")
     add("--steps-direct", type=int, help="per-image fit steps, column (c) (default 1000)")
     add("--steps-finetune", type=int, help="fine-tune / from-scratch steps (default 100)")
-    add("--finetune-lr", type=float, help="learning rate of (b) and (d') (default 1e-2)")
+    add("--finetune-lr", type=float, help="learning rate of (b) and (d') (default 5e-2)")
     add("--fit-lr", type=float, help="learning rate of (c), (d) and Figure 5 (default 2e-2)")
     add("--fig5-counts", type=comma_ints, help="image counts for Figure 5 (default 1,4,16,64)")
     add("--fig5-steps", type=int, help="Figure 5 steps per image (default 100)")
