@@ -12,7 +12,7 @@ from hashflow.encoding import HashEncoding
 from hashflow.flow_io import read_flow
 
 # Solver settings small enough for 32x32 frames in about a second.
-TINY = ["--preset", "fast", "--encode-steps", "5", "--set", "iterations=1", "--set", "starts=1",
+TINY = ["--preset", "fast", "--encode-steps", "5", "--set", "starts=1",
         "--set", "tile_sizes=", "--set", "level_schedule=12", "--set", "search_radius=4"]
 SUBCOMMANDS = ("estimate", "encode", "decode", "demo")
 
