@@ -165,8 +165,13 @@ class HashAutoencoder(nn.Module):
             raise ValueError(f"{path} does not hold a usable HashAutoencoder ({err})") from err
 
 
-def read_checkpoint(path) -> dict:
-    """torch.load a hashflow checkpoint (weights only) and check its format tag."""
+def read_checkpoint(path, formats: tuple[str, ...] = CHECKPOINT_FORMATS,
+                    version: int = CHECKPOINT_VERSION,
+                    kind: str = "hashflow autoencoder checkpoint") -> dict:
+    """torch.load a hashflow checkpoint (weights only) and check its format tag and version.
+
+    FileNotFoundError when missing; ValueError when unreadable, foreign or of another version.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such checkpoint: {path}")
@@ -174,11 +179,11 @@ def read_checkpoint(path) -> dict:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises pickle, zip, EOF and runtime errors alike
         raise ValueError(f"{path} is not a readable torch checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format") not in CHECKPOINT_FORMATS:
-        raise ValueError(f"{path} is not a hashflow autoencoder checkpoint")
-    if payload.get("version") != CHECKPOINT_VERSION:
+    if not isinstance(payload, dict) or payload.get("format") not in formats:
+        raise ValueError(f"{path} is not a {kind}")
+    if payload.get("version") != version:
         raise ValueError(f"{path} has checkpoint version {payload.get('version')}; "
-                         f"this hashflow reads version {CHECKPOINT_VERSION}")
+                         f"this hashflow reads version {version}")
     return payload
 
 

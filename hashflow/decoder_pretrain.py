@@ -32,6 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hashflow.atomic import atomic_path
+from hashflow.autoencoder import read_checkpoint
 from hashflow.decoder import Decoder
 from hashflow.fit import default_device, reconstruction_loss
 from hashflow.grid import HashGridConfig, init_tables
@@ -178,19 +179,8 @@ def save(path, bank: Bank, optimizer, step: int, config: DecoderPretrainConfig) 
 
 def read(path) -> dict:
     """torch.load a decoder checkpoint and check its format; FileNotFoundError / ValueError."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such decoder checkpoint: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises pickle, zip, EOF and runtime errors alike
-        raise ValueError(f"{path} is not a readable torch checkpoint ({err})") from err
-    if not isinstance(payload, dict) or payload.get("format") != DECODER_FORMAT:
-        raise ValueError(f"{path} is not a hashflow decoder checkpoint")
-    if payload.get("version") != DECODER_VERSION:
-        raise ValueError(f"{path} has version {payload.get('version')}, expected "
-                         f"{DECODER_VERSION}")
-    return payload
+    return read_checkpoint(path, (DECODER_FORMAT,), DECODER_VERSION,
+                           "hashflow decoder checkpoint")
 
 
 def restore(path, bank: Bank, optimizer, grid: HashGridConfig) -> int:
