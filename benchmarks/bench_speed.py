@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from hashflow.atomic import write_text_atomic
+from hashflow.bench.common import comma_list
 from hashflow.datasets.sources import list_sources
 from hashflow.datasets.translated import make_translated_pair
 from hashflow.estimator import FlowEstimator
@@ -59,8 +60,10 @@ def large_dense(preset: str, height: int, width: int) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=3, help="translated pairs per setting")
-    parser.add_argument("--presets", default="fast,default", help="comma list of presets")
-    parser.add_argument("--modes", default="patch,image", help="comma list of modes")
+    parser.add_argument("--presets", type=comma_list, default=("fast", "default"),
+                        help="comma list of presets")
+    parser.add_argument("--modes", type=comma_list, default=("patch", "image"),
+                        help="comma list of modes")
     parser.add_argument("--encoder", default="direct", help="direct, pretrained or auto")
     parser.add_argument("--large", default=None, help="HxW of a dense memory run, e.g. 1080x1920")
     parser.add_argument("--out", default="results/bench_speed.json", help="JSON file to write")
@@ -68,7 +71,7 @@ def main(argv=None) -> None:
     results = {"torch_threads": torch.get_num_threads(), "runs": []}
     if args.large:
         height, width = (int(v) for v in args.large.lower().split("x"))
-        for preset in args.presets.split(","):
+        for preset in args.presets:
             results["runs"].append(large_dense(preset, height, width))
             print(results["runs"][-1], flush=True)
     else:
@@ -76,8 +79,8 @@ def main(argv=None) -> None:
         rng = np.random.default_rng(0)
         pairs = [make_translated_pair(sources[i % len(sources)].load(), rng=rng)
                  for i in range(args.pairs)]
-        for preset in args.presets.split(","):
-            for mode in args.modes.split(","):
+        for preset in args.presets:
+            for mode in args.modes:
                 results["runs"].append(time_pairs(preset, mode, 2, args.encoder, pairs))
                 print(results["runs"][-1], flush=True)
     write_text_atomic(args.out, json.dumps(results, indent=2))

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,8 +36,8 @@ from hashflow.decoder import Decoder
 from hashflow.fit import default_device, reconstruction_loss
 from hashflow.grid import HashGridConfig, init_tables
 from hashflow.images import load_image
-from hashflow.train import (check_training_folder, kept_levels, list_images, lr_factor,
-                            random_crop, sample_generator)
+from hashflow.train import (RunningStats, check_training_folder, kept_levels, list_images,
+                            lr_factor, random_crop, sample_generator)
 
 __all__ = ["DecoderPretrainConfig", "pretrain_decoder", "load_decoder", "main"]
 
@@ -87,7 +86,7 @@ class DecoderPretrainConfig:
     device: str | None = None
     """Device; default CUDA when available, else CPU."""
     progress: bool = True
-    """Show a tqdm bar with the loss and PSNR of all-level steps."""
+    """Show a tqdm bar with moving averages of the MSE and of the PSNR of all-level steps."""
 
     def __post_init__(self) -> None:
         if self.size < 32 or self.steps < 0 or self.bank < 1 or self.batch_size < 1:
@@ -140,11 +139,11 @@ def pretrain_decoder(config: DecoderPretrainConfig) -> Path:
     if config.resume and Path(config.out).is_file():
         start = restore(config.out, bank, optimizer, grid)
     bar = tqdm(total=config.steps, initial=start, desc="decoder", disable=not config.progress)
+    smooth = RunningStats()
     for step in range(start, config.steps):
         loss, levels = bank_step(config, bank, optimizer, crops, grid, step)
         bar.update(1)
-        if levels is None:
-            bar.set_postfix(mse=f"{loss:.5f}", psnr=f"{-10 * math.log10(max(loss, 1e-10)):.2f}")
+        bar.set_postfix(smooth.update(loss, loss if levels is None else None))
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             save(config.out, bank, optimizer, step + 1, config)
     bar.close()

@@ -35,7 +35,8 @@ def sample_kept_levels(num_levels: int, dropout: float, generator: torch.Generat
 def reconstruction_loss(tables: torch.Tensor, decoder: Decoder, target: torch.Tensor,
                         config: HashGridConfig, levels: int | None,
                         offset: torch.Tensor | None = None) -> torch.Tensor:
-    """MSE between the full-frame decode of tables (B, L, T, F) (+ offset) and target (B, 3, H, W)."""
+    """MSE between the full-frame decode of tables (B, L, T, F), shifted by ``offset``, and
+    target (B, 3, H, W)."""
     features = sample_grid(tables, config, tuple(target.shape[-2:]), offset, levels=levels)
     return torch.mean((decoder.forward_maps(features) - target) ** 2)
 

@@ -124,7 +124,13 @@ def lagrange_coefficients(order: int) -> tuple[tuple[float, ...], ...]:
 
 
 def _coefficient_matrix(order: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(lagrange_coefficients(order), dtype=like.dtype, device=like.device)
+    return _coefficient_tensor(order, like.dtype, like.device)
+
+
+@functools.lru_cache(maxsize=None)
+def _coefficient_tensor(order: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """lagrange_coefficients as a tensor, built once per (order, dtype, device); read-only."""
+    return torch.tensor(lagrange_coefficients(order), dtype=dtype, device=device)
 
 
 def _powers(t: torch.Tensor, count: int) -> torch.Tensor:

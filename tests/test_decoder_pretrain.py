@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from hashflow.autoencoder import AutoencoderConfig, HashAutoencoder
-from hashflow.decoder_pretrain import DecoderPretrainConfig, load_decoder, main, pretrain_decoder
+from hashflow.decoder_pretrain import (Bank, DecoderPretrainConfig, load_crops, load_decoder,
+                                       main, pretrain_decoder)
+from hashflow.fit import reconstruction_loss
 from hashflow.grid import HashGridConfig
 from hashflow.models.hash_head import HashHeadConfig
 from hashflow.models.mit import MiTConfig
@@ -50,13 +52,11 @@ def test_bank_training_lowers_the_loss(image_dir, tmp_path):
     first = pretrain_decoder(stage1(image_dir, tmp_path / "a.pt", steps=1, level_dropout=0.0))
     later = pretrain_decoder(stage1(image_dir, tmp_path / "b.pt", steps=60, level_dropout=0.0))
     grid = HashGridConfig().for_image(SIZE, SIZE)
-    from hashflow.decoder_pretrain import Bank, load_crops
     crops = load_crops(stage1(image_dir, tmp_path / "unused.pt"))
 
     def mse(path):
         bank = Bank(grid, 3, 64, seed=0)
         bank.load_state_dict(load(path)["bank"])
-        from hashflow.fit import reconstruction_loss
         with torch.no_grad():
             return reconstruction_loss(torch.stack(list(bank.tables)), bank.decoder, crops,
                                        grid, None).item()

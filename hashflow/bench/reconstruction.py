@@ -297,8 +297,6 @@ def _timed(fn: Callable):
     return value, time.perf_counter() - start
 
 
-
-
 # ---------------------------------------------------------------------------------------------
 # Table 1
 
@@ -840,8 +838,6 @@ def write_outputs(out: Path, results: dict) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

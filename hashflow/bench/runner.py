@@ -240,8 +240,6 @@ def split_available(specs) -> tuple[list, dict[str, str]]:
     return runnable, skipped
 
 
-
-
 def _run_points(store, specs, pairs, keys, config, session) -> int:
     """Run every unfinished (pair, method); returns the number computed now."""
     todo = [(i, spec) for i in range(len(pairs)) for spec in specs
@@ -344,10 +342,6 @@ def _write_example(path: Path, pair, specs, store, key, session) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Command line
-
-
-
-
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,8 +22,8 @@ from hashflow.datasets.sources import ImageSource
 
 LANCZOS_A = 8
 
-# Bilinear sampling reads one pixel beyond the displaced crop; keep one more for safety.
-_SAMPLING_BORDER = 10  # Lanczos taps reach LANCZOS_A px beyond the crop
+# Lanczos taps reach LANCZOS_A px beyond the displaced crop (plus one for the floor).
+_SAMPLING_BORDER = LANCZOS_A + 2
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,8 @@ def _shifted_crop(canvas: np.ndarray, origin: list[int], flow: np.ndarray,
     return _to_uint8(shifted)
 
 
-def lanczos_weights(frac: float, a: int | None = None) -> np.ndarray:
+def lanczos_weights(frac: float, a: int = LANCZOS_A) -> np.ndarray:
     """Weights of taps ``1 - a .. a`` interpolating at ``frac`` in [0, 1), summing to one."""
-    a = a or LANCZOS_A
     offsets = np.arange(1 - a, a + 1) - frac
     weights = np.sinc(offsets) * np.sinc(offsets / a)
     return weights / weights.sum()
